@@ -1,0 +1,267 @@
+//! A directory tree as an object store: key `a/b/c` is the file `ROOT/a/b/c`, a
+//! directory stands for a `dir/` marker. Writes land atomically (temp file + rename).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::memory::list_sorted;
+use super::{clamp, BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result};
+
+#[derive(Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+    uploads: tempfile::TempDir,
+    next_id: AtomicU64,
+}
+
+impl LocalStore {
+    pub fn new(root: &Path) -> std::result::Result<Self, String> {
+        match fs::metadata(root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("local root {} is not a directory", root.display())),
+            Err(e) => return Err(format!("local root {}: {e}", root.display())),
+        }
+        let uploads = tempfile::Builder::new()
+            .prefix("rstore-local-uploads")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir for uploads: {e}"))?;
+        Ok(Self { root: root.to_path_buf(), uploads, next_id: AtomicU64::new(1) })
+    }
+
+    /// Maps a key to a path, refusing keys that could escape the root.
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        let trimmed = key.strip_suffix('/').unwrap_or(key);
+        let mut path = self.root.clone();
+        if trimmed.is_empty() {
+            return Ok(path);
+        }
+        for seg in trimmed.split('/') {
+            if seg.is_empty() || seg == "." || seg == ".." || seg.contains('\0') {
+                return Err(BackendError::InvalidInput(format!("key {key:?} has no file path")));
+            }
+            path.push(seg);
+        }
+        Ok(path)
+    }
+
+    fn upload_dir(&self, id: &str) -> PathBuf {
+        self.uploads.path().join(id)
+    }
+}
+
+fn io_err(e: io::Error) -> BackendError {
+    match e.kind() {
+        io::ErrorKind::NotFound => BackendError::NotFound,
+        io::ErrorKind::PermissionDenied => BackendError::AccessDenied(e.to_string()),
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory | io::ErrorKind::AlreadyExists => {
+            BackendError::InvalidInput(e.to_string())
+        }
+        _ => BackendError::Other(e.to_string()),
+    }
+}
+
+fn meta_of(key: String, m: &fs::Metadata) -> ObjectMeta {
+    let size = if m.is_dir() { 0 } else { m.len() };
+    ObjectMeta {
+        etag: Some(format!("\"{:x}-{:x}-{:x}\"", m.ino(), size, m.mtime_nsec() + m.mtime() * 1_000_000_000)),
+        key,
+        size,
+        last_modified: m.modified().unwrap_or(std::time::UNIX_EPOCH),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::Other(format!("blocking task failed: {e}")))?
+}
+
+/// Writes `fill`'s output to a temp file beside `dest`, then renames it into place.
+fn write_atomic(dest: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
+    let parent = dest.parent().ok_or_else(|| BackendError::InvalidInput("no parent".into()))?;
+    fs::create_dir_all(parent).map_err(io_err)?;
+    let mut tmp = tempfile::Builder::new().prefix(".rstore-tmp").tempfile_in(parent).map_err(io_err)?;
+    fill(tmp.as_file_mut()).map_err(io_err)?;
+    tmp.persist(dest).map_err(|e| io_err(e.error))?;
+    Ok(())
+}
+
+/// Every key under `dir` (files, and empty directories as `name/` markers), unsorted.
+fn walk(dir: &Path, key_prefix: &str, recursive: bool, out: &mut Vec<(String, ObjectMeta)>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let m = entry.metadata()?;
+        if m.is_dir() {
+            let key = format!("{key_prefix}{name}/");
+            let before = out.len();
+            if recursive {
+                walk(&entry.path(), &key, true, out)?;
+            }
+            if out.len() == before {
+                out.push((key.clone(), meta_of(key, &m)));
+            }
+        } else if m.is_file() && !name.starts_with(".rstore-tmp") {
+            let key = format!("{key_prefix}{name}");
+            out.push((key.clone(), meta_of(key, &m)));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn check(&self) -> Result<()> {
+        let root = self.root.clone();
+        blocking(move || fs::read_dir(&root).map(|_| ()).map_err(io_err)).await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let (path, key) = (self.path(key)?, key.to_string());
+        blocking(move || {
+            let m = fs::metadata(&path).map_err(io_err)?;
+            if m.is_dir() != key.ends_with('/') || key.is_empty() {
+                return Err(BackendError::NotFound);
+            }
+            Ok(meta_of(key, &m))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
+        let path = self.path(key)?;
+        let if_match = if_match.map(str::to_string);
+        blocking(move || {
+            let mut f = File::open(&path).map_err(io_err)?;
+            let m = f.metadata().map_err(io_err)?;
+            if m.is_dir() {
+                return Err(BackendError::NotFound);
+            }
+            if if_match.is_some_and(|e| meta_of(String::new(), &m).etag.as_deref() != Some(&e)) {
+                return Err(BackendError::PreconditionFailed);
+            }
+            let r = clamp(range, m.len());
+            let mut buf = vec![0; (r.end - r.start) as usize];
+            f.seek(SeekFrom::Start(r.start)).map_err(io_err)?;
+            f.read_exact(&mut buf).map_err(io_err)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage> {
+        // List the deepest directory that contains every key with this prefix.
+        let dir_key = &prefix[..prefix.rfind('/').map_or(0, |i| i + 1)];
+        let dir = self.path(dir_key)?;
+        let (dir_key, prefix) = (dir_key.to_string(), prefix.to_string());
+        let delimiter = delimiter.map(str::to_string);
+        let recursive = delimiter.as_deref() != Some("/");
+        blocking(move || {
+            let mut keys = Vec::new();
+            match walk(&dir, &dir_key, recursive, &mut keys) {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(io_err(e)),
+            }
+            keys.sort_by(|a, b| a.0.cmp(&b.0));
+            let iter = keys.iter().map(|(k, m)| (k, m.clone()));
+            let max = max_keys.unwrap_or(1000).max(1) as usize;
+            Ok(list_sorted(iter, &prefix, delimiter.as_deref(), token.as_deref(), max))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+        let (path, key) = (self.path(key)?, key.to_string());
+        blocking(move || {
+            if key.ends_with('/') {
+                fs::create_dir_all(&path).map_err(io_err)?;
+            } else {
+                write_atomic(&path, |f| f.write_all(&body))?;
+            }
+            Ok(meta_of(key, &fs::metadata(&path).map_err(io_err)?))
+        })
+        .await
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        self.path(key)?;
+        let id = format!("u{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let dir = self.upload_dir(&id);
+        blocking(move || fs::create_dir(&dir).map_err(io_err)).await?;
+        Ok(id)
+    }
+
+    async fn upload_part(&self, _key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
+        let dir = self.upload_dir(id);
+        blocking(move || {
+            if !dir.is_dir() {
+                return Err(BackendError::NotFound);
+            }
+            fs::write(dir.join(number.to_string()), &body).map_err(io_err)?;
+            Ok(CompletedPart { number, etag: format!("\"p{number}\"") })
+        })
+        .await
+    }
+
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        let (path, key, dir) = (self.path(key)?, key.to_string(), self.upload_dir(id));
+        blocking(move || {
+            write_atomic(&path, |out| {
+                for p in &parts {
+                    io::copy(&mut File::open(dir.join(p.number.to_string()))?, out)?;
+                }
+                Ok(())
+            })?;
+            let _ = fs::remove_dir_all(&dir);
+            Ok(meta_of(key, &fs::metadata(&path).map_err(io_err)?))
+        })
+        .await
+    }
+
+    async fn abort_multipart(&self, _key: &str, id: &str) -> Result<()> {
+        let dir = self.upload_dir(id);
+        blocking(move || match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(e)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+        let (src, dst) = (self.path(src)?, self.path(dst)?);
+        blocking(move || {
+            let mut input = File::open(&src).map_err(io_err)?;
+            write_atomic(&dst, |out| io::copy(&mut input, out).map(|_| ()))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let (path, is_dir) = (self.path(key)?, key.ends_with('/'));
+        blocking(move || {
+            let r = if is_dir { fs::remove_dir(&path) } else { fs::remove_file(&path) };
+            match r {
+                // S3 deletes are idempotent; a non-empty dir keeps its implicit existence.
+                Err(e) if !matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty) => {
+                    Err(io_err(e))
+                }
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+}

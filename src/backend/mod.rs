@@ -1,0 +1,150 @@
+//! One object-store trait and its implementations.
+//!
+//! Keys are `/`-separated strings relative to the store root; the fs layer never sees
+//! bucket names or SDK types.
+
+mod local;
+mod memory;
+mod prefixed;
+mod s3;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+pub use prefixed::Prefixed;
+pub use s3::S3Store;
+
+use crate::config::{BackendKind, ResolvedStore};
+
+/// What a HEAD or a listing tells about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: SystemTime,
+    pub etag: Option<String>,
+}
+
+/// One page of a delimited listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectMeta>,
+    /// Common prefixes, each ending with the delimiter.
+    pub prefixes: Vec<String>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub number: i32,
+    pub etag: String,
+}
+
+/// Backend failures, already classified; `fs::error` maps them to errno.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("not found")]
+    NotFound,
+    #[error("bucket not found: {0}")]
+    NoSuchBucket(String),
+    #[error("precondition failed (object changed)")]
+    PreconditionFailed,
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("throttled by the server: {0}")]
+    Throttled(String),
+    #[error("transient error: {0}")]
+    Transient(String),
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// The object-store operations the filesystem needs.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Fails fast when the store cannot be used (missing bucket, bad credentials).
+    async fn check(&self) -> Result<()>;
+    async fn head(&self, key: &str) -> Result<ObjectMeta>;
+    /// Bytes in `range` (clamped to the object's end). `if_match` guards against
+    /// mixing two versions of an object in one read.
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>)
+        -> Result<Bytes>;
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage>;
+    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta>;
+    async fn create_multipart(&self, key: &str) -> Result<String>;
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<CompletedPart>;
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<ObjectMeta>;
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    async fn copy(&self, src: &str, dst: &str) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+pub type DynStore = Arc<dyn ObjectStore>;
+
+/// Builds the backend a store names, scoped to the store's `root_path`.
+pub async fn open(store: &ResolvedStore) -> std::result::Result<DynStore, String> {
+    let inner: DynStore = match &store.backend.kind {
+        BackendKind::Memory => Arc::new(MemoryStore::new()),
+        BackendKind::Local { root } => Arc::new(LocalStore::new(root)?),
+        BackendKind::S3(opts) => Arc::new(S3Store::new(opts, &store.backend.retry).await?),
+    };
+    Ok(if store.root_path.is_empty() {
+        inner
+    } else {
+        Arc::new(Prefixed::new(inner, &store.root_path))
+    })
+}
+
+/// Reads a whole listing under `prefix` (all pages).
+pub async fn list_all(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> Result<ListPage> {
+    let mut all = ListPage::default();
+    let mut token = None;
+    loop {
+        let page = store.list_page(prefix, delimiter, token, None).await?;
+        all.objects.extend(page.objects);
+        all.prefixes.extend(page.prefixes);
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Clamps `range` to an object of `size` bytes.
+pub(crate) fn clamp(range: Range<u64>, size: u64) -> Range<u64> {
+    range.start.min(size)..range.end.min(size)
+}

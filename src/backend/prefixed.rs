@@ -1,0 +1,88 @@
+//! Scopes a backend to a store's `root_path`: keys gain the prefix on the way down and
+//! lose it on the way up, so objects outside the root are invisible.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, Result};
+
+#[derive(Debug)]
+pub struct Prefixed {
+    inner: DynStore,
+    /// Normalised root path with a trailing `/`.
+    prefix: String,
+}
+
+impl Prefixed {
+    pub fn new(inner: DynStore, root_path: &str) -> Self {
+        Self { inner, prefix: format!("{}/", root_path.trim_end_matches('/')) }
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn strip(&self, mut meta: ObjectMeta) -> ObjectMeta {
+        meta.key = meta.key[self.prefix.len().min(meta.key.len())..].to_string();
+        meta
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Prefixed {
+    async fn check(&self) -> Result<()> {
+        self.inner.check().await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        self.inner.head(&self.full(key)).await.map(|m| self.strip(m))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
+        self.inner.get_range(&self.full(key), range, if_match).await
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage> {
+        let mut page = self.inner.list_page(&self.full(prefix), delimiter, token, max_keys).await?;
+        page.objects = page.objects.into_iter().map(|m| self.strip(m)).collect();
+        let n = self.prefix.len();
+        page.prefixes = page.prefixes.into_iter().map(|p| p[n.min(p.len())..].to_string()).collect();
+        Ok(page)
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+        self.inner.put(&self.full(key), body).await.map(|m| self.strip(m))
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        self.inner.create_multipart(&self.full(key)).await
+    }
+
+    async fn upload_part(&self, key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
+        self.inner.upload_part(&self.full(key), id, number, body).await
+    }
+
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        self.inner.complete_multipart(&self.full(key), id, parts).await.map(|m| self.strip(m))
+    }
+
+    async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
+        self.inner.abort_multipart(&self.full(key), id).await
+    }
+
+    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+        self.inner.copy(&self.full(src), &self.full(dst)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(&self.full(key)).await
+    }
+}

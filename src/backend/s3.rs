@@ -1,0 +1,296 @@
+//! S3 and S3-compatible servers through aws-sdk-s3: the only file that knows the SDK.
+
+use std::ops::Range;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Credentials, Region, SharedHttpClient};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result};
+use crate::config::{AddressingStyle, RetryConfig as CfgRetry, S3Options};
+
+#[derive(Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// The reachability check must answer within the CLI's time budget.
+    check_timeout: Duration,
+}
+
+impl S3Store {
+    pub async fn new(o: &S3Options, retry: &CfgRetry) -> std::result::Result<Self, String> {
+        let region = o.region.clone().unwrap_or_else(|| "us-east-1".to_string());
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
+            .operation_attempt_timeout(Duration::from_secs(120))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .retry_config(RetryConfig::standard().with_max_attempts(retry.max_attempts))
+            .timeout_config(timeouts);
+        if let Some(ep) = &o.endpoint_url {
+            loader = loader.endpoint_url(ep);
+        }
+        if let (Some(k), Some(s)) = (&o.key, &o.secret) {
+            let creds = Credentials::new(k.expose(), s.expose(), None, None, "remote-store-config");
+            loader = loader.credentials_provider(creds);
+        }
+        if let Some(ca) = &o.tls_ca_bundle {
+            loader = loader.http_client(https_with_ca(ca)?);
+        }
+        let sdk = loader.load().await;
+        let conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(o.addressing_style == AddressingStyle::Path)
+            .build();
+        Ok(Self { client: Client::from_conf(conf), bucket: o.bucket.clone(), check_timeout: Duration::from_secs(8) })
+    }
+}
+
+/// An HTTPS client trusting the PEM bundle at `path` (TCP_NODELAY stays on, as in the
+/// SDK's default client).
+fn https_with_ca(path: &std::path::Path) -> std::result::Result<SharedHttpClient, String> {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("tls_ca_bundle {shown}: {e}"))?;
+    // The SDK parses the bundle lazily and panics on bad PEM: check it here.
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(format!("tls_ca_bundle {shown}: no PEM certificate in the file"));
+    }
+    let ctx = TlsContext::builder()
+        .with_trust_store(TrustStore::default().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| format!("tls_ca_bundle {shown}: {e}"))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(ctx)
+        .build_https())
+}
+
+/// Classifies an SDK failure. HEAD responses carry no body, so the status decides there.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkError<E, HttpResponse>) -> BackendError {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_owned);
+    let detail = || {
+        let msg = err.message().map(str::to_owned);
+        let mut s = code.clone().unwrap_or_else(|| status.map_or("error".into(), |s| format!("HTTP {s}")));
+        if let Some(m) = msg {
+            s = format!("{s}: {m}");
+        }
+        s
+    };
+    match &err {
+        SdkError::TimeoutError(_) => return BackendError::Transient("request timed out".into()),
+        SdkError::DispatchFailure(d) if d.is_timeout() => return BackendError::Transient("request timed out".into()),
+        SdkError::DispatchFailure(d) => {
+            let cause = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default();
+            let what = if d.is_io() { "connection failed" } else { "request failed" };
+            return BackendError::Transient(format!("{what}: {cause}"));
+        }
+        _ => {}
+    }
+    match (code.as_deref(), status) {
+        (Some("NoSuchBucket"), _) => BackendError::NoSuchBucket(detail()),
+        (Some("NoSuchKey" | "NotFound" | "NoSuchUpload"), _) | (_, Some(404)) => BackendError::NotFound,
+        (Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"), _) | (_, Some(401 | 403)) => {
+            BackendError::AccessDenied(detail())
+        }
+        (Some("PreconditionFailed"), _) | (_, Some(412)) => BackendError::PreconditionFailed,
+        (Some("SlowDown" | "Throttling" | "RequestLimitExceeded"), _) | (_, Some(429 | 503)) => {
+            BackendError::Throttled(detail())
+        }
+        (_, Some(s)) if s >= 500 => BackendError::Transient(detail()),
+        (_, Some(400..=499)) => BackendError::InvalidInput(detail()),
+        _ => BackendError::Other(format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err))),
+    }
+}
+
+fn to_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
+    t.and_then(|d| SystemTime::try_from(*d).ok()).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn check(&self) -> Result<()> {
+        let req = self.client.head_bucket().bucket(&self.bucket).send();
+        match tokio::time::timeout(self.check_timeout, req).await {
+            Err(_) => Err(BackendError::Transient(format!("no answer within {:?}", self.check_timeout))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(match classify(e) {
+                BackendError::NotFound => BackendError::NoSuchBucket(format!("bucket '{}' does not exist", self.bucket)),
+                other => other,
+            }),
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let out = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(classify)?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            last_modified: to_time(out.last_modified()),
+            etag: out.e_tag().map(str::to_owned),
+        })
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1));
+        if let Some(e) = if_match {
+            req = req.if_match(e);
+        }
+        let out = match req.send().await.map_err(classify) {
+            // A range starting at or past the end: S3 answers 416.
+            Err(BackendError::InvalidInput(m)) if m.contains("InvalidRange") || m.contains("416") => {
+                return Ok(Bytes::new())
+            }
+            other => other?,
+        };
+        let body = out.body.collect().await.map_err(|e| BackendError::Transient(format!("reading body: {e}")))?;
+        Ok(body.into_bytes())
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage> {
+        let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix);
+        if let Some(d) = delimiter {
+            req = req.delimiter(d);
+        }
+        if let Some(t) = token {
+            req = req.continuation_token(t);
+        }
+        if let Some(m) = max_keys {
+            req = req.max_keys(m);
+        }
+        let out = req.send().await.map_err(classify)?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectMeta {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    last_modified: to_time(o.last_modified()),
+                    etag: o.e_tag().map(str::to_owned),
+                })
+            })
+            .collect();
+        let prefixes = out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)).collect();
+        let next_token = if out.is_truncated() == Some(true) { out.next_continuation_token().map(str::to_owned) } else { None };
+        Ok(ListPage { objects, prefixes, next_token })
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+        let size = body.len() as u64;
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(ObjectMeta { key: key.to_string(), size, last_modified: SystemTime::now(), etag: out.e_tag().map(str::to_owned) })
+    }
+
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        let out = self.client.create_multipart_upload().bucket(&self.bucket).key(key).send().await.map_err(classify)?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| BackendError::Other("server returned no upload id".into()))
+    }
+
+    async fn upload_part(&self, key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(classify)?;
+        let etag = out.e_tag().map(str::to_owned).ok_or_else(|| BackendError::Other("part without ETag".into()))?;
+        Ok(CompletedPart { number, etag })
+    }
+
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        let parts: Vec<SdkPart> =
+            parts.iter().map(|p| SdkPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect();
+        let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(upload)
+            .send()
+            .await
+            .map_err(classify)?;
+        // The completion answer has no size or date: ask once, so the cache is exact.
+        self.head(key).await
+    }
+
+    async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
+        let r = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send().await;
+        match r.map_err(classify) {
+            Ok(_) | Err(BackendError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+        let source = format!("{}/{}", self.bucket, urlencode_key(src));
+        self.client.copy_object().bucket(&self.bucket).key(dst).copy_source(source).send().await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(classify) {
+            Ok(_) | Err(BackendError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// CopySource must be URL-encoded; `/` stays as the path separator.
+fn urlencode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_source_is_encoded() {
+        assert_eq!(super::urlencode_key("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
+    }
+}

@@ -1,0 +1,258 @@
+//! Command line: arguments → config → checks → mount (in the background unless -f).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{BackendKind, Registry, ResolvedStore};
+use crate::data::{PrefetchConfig, UploadConfig, MIB};
+use crate::fs::{FsOptions, Ownership};
+use crate::meta::MetaConfig;
+use crate::mount::{self, MountRequest};
+
+/// Mount a store of a remote-store config (S3, local directory or memory) as a directory.
+#[derive(Parser, Debug)]
+#[command(name = "rstore-mount", version, about, long_about = None)]
+pub struct Args {
+    /// Store name from the config ([stores.NAME])
+    #[arg(required_unless_present = "list")]
+    pub store: Option<String>,
+    /// Empty directory to mount the store at
+    #[arg(required_unless_present = "list")]
+    pub mountpoint: Option<PathBuf>,
+    /// Config file (else $RSTORE_CONFIG, ./rstore.toml, $XDG_CONFIG_HOME/rstore/config.toml, /etc/rstore/config.toml)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the stores of the config and exit
+    #[arg(long)]
+    pub list: bool,
+    /// Mount read-only: every write fails with EROFS
+    #[arg(long)]
+    pub read_only: bool,
+    /// Stay in the foreground (default: return once the mount is live)
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides)
+    #[arg(long, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+    /// Where the background process writes its log (default: discarded)
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Let root access the mount too
+    #[arg(long, conflicts_with = "allow_other")]
+    pub allow_root: bool,
+    /// Seconds to trust cached attributes, or "indefinite" for data that never changes
+    #[arg(long, default_value = "1", value_name = "SECS")]
+    pub metadata_ttl: String,
+    /// Seconds to remember that a name does not exist
+    #[arg(long, default_value = "1", value_name = "SECS")]
+    pub negative_metadata_ttl: String,
+    /// Memory budget for read-ahead and upload buffers (e.g. 512M; default: 1/8 of RAM, ≥ 256M)
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// Multipart upload part size
+    #[arg(long, default_value = "8M", value_name = "SIZE")]
+    pub write_part_size: String,
+    /// Ranged GET size for sequential reads
+    #[arg(long, default_value = "8M", value_name = "SIZE")]
+    pub read_part_size: String,
+    /// Largest read-ahead window per open file
+    #[arg(long, default_value = "64M", value_name = "SIZE")]
+    pub max_prefetch_window: String,
+    /// Owner of files and directories (default: the mounting user)
+    #[arg(long)]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Permission bits of files, octal
+    #[arg(long, default_value = "644", value_name = "OCTAL")]
+    pub file_mode: String,
+    /// Permission bits of directories, octal
+    #[arg(long, default_value = "755", value_name = "OCTAL")]
+    pub dir_mode: String,
+}
+
+/// A user-facing failure: one line, exit 1.
+pub struct Failure(pub String);
+
+impl<T: Into<String>> From<T> for Failure {
+    fn from(s: T) -> Self {
+        Failure(s.into())
+    }
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("rstore-mount: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(args: &Args) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,rstore_mount={}", args.log_level)));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let path = crate::config::locate(args.config.as_deref())?;
+    let registry = Registry::load(&path)?;
+    for w in &registry.warnings {
+        eprintln!("rstore-mount: warning: {w}");
+    }
+    if args.list {
+        print_stores(&registry);
+        return Ok(());
+    }
+    let (store, mountpoint) = (args.store.clone().unwrap_or_default(), args.mountpoint.clone().unwrap_or_default());
+    let resolved = registry.resolve(&store)?;
+    check_mountpoint(&mountpoint)?;
+    mount::check_fuse_available()?;
+    let opts = fs_options(&args)?;
+    let request = MountRequest { store: resolved, mountpoint, opts, args };
+    if request.args.foreground {
+        mount::run_foreground(request)
+    } else {
+        mount::run_background(request, &path)
+    }
+}
+
+fn print_stores(reg: &Registry) {
+    for (name, s) in &reg.stores {
+        let ty = reg.backends.get(&s.backend).and_then(|b| b.get("type")).and_then(|t| t.as_str()).unwrap_or("?");
+        let root = if s.root_path.is_empty() { "/" } else { &s.root_path };
+        println!("{name}\tbackend={} type={ty} root_path={root}", s.backend);
+    }
+}
+
+/// One readable line for a store that cannot be used.
+pub fn describe_store(s: &ResolvedStore) -> String {
+    match &s.backend.kind {
+        BackendKind::S3(o) => format!(
+            "store '{}' (backend '{}', bucket '{}' at {})",
+            s.name,
+            s.backend.name,
+            o.bucket,
+            o.endpoint_url.as_deref().unwrap_or("AWS")
+        ),
+        BackendKind::Local { root } => format!("store '{}' (local {})", s.name, root.display()),
+        BackendKind::Memory => format!("store '{}' (memory)", s.name),
+    }
+}
+
+fn check_mountpoint(p: &Path) -> Result<(), Failure> {
+    let shown = p.display();
+    let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("mount point {shown} does not exist (create it with mkdir -p)"),
+        _ => format!("mount point {shown}: {e}"),
+    })?;
+    if !meta.is_dir() {
+        return Err(format!("mount point {shown} is not a directory").into());
+    }
+    let mut entries = std::fs::read_dir(p).map_err(|e| format!("mount point {shown}: {e}"))?;
+    if entries.next().is_some() {
+        return Err(format!("mount point {shown} is not empty").into());
+    }
+    Ok(())
+}
+
+fn parse_bytes(flag: &str, v: &str) -> Result<u64, Failure> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(v)
+        .map_err(|e| Failure(format!("--{flag} {v}: {e}")))
+}
+
+fn parse_ttl(flag: &str, v: &str) -> Result<Option<Duration>, Failure> {
+    if v == "indefinite" {
+        return Ok(None);
+    }
+    let secs: f64 = v.parse().map_err(|_| format!("--{flag} {v}: expected seconds or \"indefinite\""))?;
+    if !(0.0..=1e9).contains(&secs) {
+        return Err(format!("--{flag} {v}: out of range").into());
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
+}
+
+fn parse_mode(flag: &str, v: &str) -> Result<u16, Failure> {
+    u16::from_str_radix(v, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| Failure(format!("--{flag} {v}: expected octal permission bits like 644")))
+}
+
+fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
+    let defaults = Ownership::default();
+    let owner = Ownership {
+        uid: a.uid.unwrap_or(defaults.uid),
+        gid: a.gid.unwrap_or(defaults.gid),
+        file_mode: parse_mode("file-mode", &a.file_mode)?,
+        dir_mode: parse_mode("dir-mode", &a.dir_mode)?,
+    };
+    let negative = parse_ttl("negative-metadata-ttl", &a.negative_metadata_ttl)?;
+    let meta = MetaConfig {
+        ttl: parse_ttl("metadata-ttl", &a.metadata_ttl)?,
+        negative_ttl: negative.unwrap_or(Duration::from_secs(u32::MAX as u64)),
+        ..MetaConfig::default()
+    };
+    let part = parse_bytes("write-part-size", &a.write_part_size)?;
+    if !(5 * MIB..=5 * 1024 * MIB).contains(&part) {
+        return Err("--write-part-size must be between 5MiB and 5GiB (S3 limits)".into());
+    }
+    let read_part = parse_bytes("read-part-size", &a.read_part_size)?.max(64 * 1024);
+    let prefetch = PrefetchConfig {
+        part_size: read_part,
+        max_window: parse_bytes("max-prefetch-window", &a.max_prefetch_window)?.max(read_part),
+        ..PrefetchConfig::default()
+    };
+    let max_memory = a.max_memory.as_deref().map(|m| parse_bytes("max-memory", m)).transpose()?.unwrap_or(0);
+    if max_memory != 0 && max_memory < 32 * MIB {
+        return Err("--max-memory must be at least 32MiB".into());
+    }
+    Ok(FsOptions {
+        read_only: a.read_only,
+        owner,
+        meta,
+        prefetch,
+        upload: UploadConfig { part_size: part, ..UploadConfig::default() },
+        max_memory,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_sizes_ttls_and_modes() {
+        assert_eq!(parse_bytes("x", "8M").unwrap(), 8 * MIB);
+        assert_eq!(parse_bytes("x", "1GiB").unwrap(), 1024 * MIB);
+        assert!(parse_bytes("x", "lots").is_err());
+        assert_eq!(parse_ttl("x", "indefinite").unwrap(), None);
+        assert_eq!(parse_ttl("x", "0.5").unwrap(), Some(Duration::from_millis(500)));
+        assert!(parse_ttl("x", "-1").is_err());
+        assert_eq!(parse_mode("x", "640").unwrap(), 0o640);
+        assert!(parse_mode("x", "999").is_err());
+    }
+
+    #[test]
+    fn mountpoint_must_exist_be_a_dir_and_be_empty() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(check_mountpoint(d.path()).is_ok());
+        assert!(check_mountpoint(&d.path().join("missing")).unwrap_err().0.contains("does not exist"));
+        std::fs::write(d.path().join("f"), "x").unwrap();
+        assert!(check_mountpoint(d.path()).unwrap_err().0.contains("not empty"));
+        assert!(check_mountpoint(&d.path().join("f")).unwrap_err().0.contains("not a directory"));
+    }
+}

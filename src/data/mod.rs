@@ -1,0 +1,12 @@
+//! The data path: reads through a prefetcher, writes as streaming uploads, both
+//! drawing buffers from one memory budget.
+
+pub mod mem_limit;
+pub mod prefetch;
+pub mod upload;
+
+pub use mem_limit::{MemoryBudget, Reservation};
+pub use prefetch::{PrefetchConfig, Prefetcher};
+pub use upload::{Upload, UploadConfig};
+
+pub const MIB: u64 = 1024 * 1024;

@@ -1,0 +1,235 @@
+//! Per-handle read-ahead: sequential readers get a window that starts small and doubles
+//! up to a cap, split into parts fetched by parallel ranged GETs and consumed in order;
+//! random readers get just the range they asked for.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinHandle;
+
+use super::{MemoryBudget, Reservation, MIB};
+use crate::backend::{BackendError, DynStore, Result};
+
+#[derive(Clone, Debug)]
+pub struct PrefetchConfig {
+    /// First request and the window's starting size.
+    pub initial_window: u64,
+    pub max_window: u64,
+    pub part_size: u64,
+    /// Smallest GET for a random read.
+    pub min_random_read: u64,
+}
+
+impl Default for PrefetchConfig {
+    fn default() -> Self {
+        Self { initial_window: MIB, max_window: 64 * MIB, part_size: 8 * MIB, min_random_read: 128 * 1024 }
+    }
+}
+
+enum PartData {
+    Pending(JoinHandle<Result<Bytes>>),
+    Ready(Bytes),
+}
+
+struct Part {
+    start: u64,
+    end: u64,
+    data: PartData,
+    _reservation: Option<Reservation>,
+}
+
+impl Part {
+    async fn bytes(&mut self) -> Result<&Bytes> {
+        if let PartData::Pending(task) = &mut self.data {
+            let got = task.await.map_err(|e| BackendError::Other(format!("fetch task failed: {e}")))??;
+            if got.len() as u64 != self.end - self.start {
+                // A short body would be returned as file data: refuse it.
+                return Err(BackendError::Transient(format!(
+                    "short read: got {} of {} bytes",
+                    got.len(),
+                    self.end - self.start
+                )));
+            }
+            self.data = PartData::Ready(got);
+        }
+        match &self.data {
+            PartData::Ready(b) => Ok(b),
+            PartData::Pending(_) => unreachable!("resolved above"),
+        }
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if let PartData::Pending(task) = &self.data {
+            task.abort();
+        }
+    }
+}
+
+pub struct Prefetcher {
+    store: DynStore,
+    key: String,
+    size: u64,
+    etag: Option<String>,
+    cfg: PrefetchConfig,
+    budget: MemoryBudget,
+    parts: VecDeque<Part>,
+    /// End of the last scheduled part.
+    scheduled_to: u64,
+    window: u64,
+    /// Where the previous read ended, to tell sequential from random access.
+    last_end: Option<u64>,
+}
+
+impl Prefetcher {
+    pub fn new(store: DynStore, key: String, size: u64, etag: Option<String>, cfg: PrefetchConfig, budget: MemoryBudget) -> Self {
+        let window = cfg.initial_window;
+        Self { store, key, size, etag, cfg, budget, parts: VecDeque::new(), scheduled_to: 0, window, last_end: None }
+    }
+
+    /// Reads up to `len` bytes at `offset` (short only at end of file).
+    pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes> {
+        if offset >= self.size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = (offset + len).min(self.size);
+        let sequential = self.last_end.is_none_or(|e| e == offset) || self.covers(offset);
+        self.drop_before(offset);
+        if !self.covers(offset) {
+            self.parts.clear();
+            self.scheduled_to = offset;
+            if !sequential {
+                self.window = self.cfg.initial_window;
+            }
+        }
+        if sequential {
+            self.schedule(end, end + self.window);
+            self.window = (self.window * 2).min(self.cfg.max_window);
+        } else {
+            let min_end = offset + self.cfg.min_random_read;
+            self.schedule(end.max(min_end), 0);
+        }
+        self.last_end = Some(end);
+        self.gather(offset, end).await
+    }
+
+    fn covers(&self, offset: u64) -> bool {
+        self.parts.front().is_some_and(|p| p.start <= offset) && offset < self.scheduled_to
+    }
+
+    /// Drops parts wholly before `offset`, keeping one behind for slightly
+    /// out-of-order kernel reads.
+    fn drop_before(&mut self, offset: u64) {
+        while self.parts.len() > 1 && self.parts[1].end <= offset {
+            self.parts.pop_front();
+        }
+    }
+
+    /// Ensures parts cover up to `need` (waiting on the budget is not allowed here) and
+    /// read ahead up to `want` while the budget allows.
+    fn schedule(&mut self, need: u64, want: u64) {
+        let (need, want) = (need.min(self.size), want.min(self.size));
+        while self.scheduled_to < need.max(want) {
+            let start = self.scheduled_to;
+            let len = self.cfg.part_size.min(need.max(want) - start);
+            let reservation = self.budget.try_reserve(len);
+            if reservation.is_none() && start >= need {
+                break; // budget spent: stop reading ahead, never block
+            }
+            self.spawn_part(start, start + len, reservation);
+        }
+    }
+
+    fn spawn_part(&mut self, start: u64, end: u64, reservation: Option<Reservation>) {
+        let (store, key, etag) = (self.store.clone(), self.key.clone(), self.etag.clone());
+        let task = tokio::spawn(async move { store.get_range(&key, start..end, etag.as_deref()).await });
+        self.parts.push_back(Part { start, end, data: PartData::Pending(task), _reservation: reservation });
+        self.scheduled_to = end;
+    }
+
+    async fn gather(&mut self, offset: u64, end: u64) -> Result<Bytes> {
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for part in self.parts.iter_mut() {
+            if part.end <= offset || part.start >= end {
+                continue;
+            }
+            let (start, part_end) = (part.start, part.end);
+            let bytes = part.bytes().await?;
+            let from = (offset.max(start) - start) as usize;
+            let to = (end.min(part_end) - start) as usize;
+            if from == 0 && to == bytes.len() && out.is_empty() && part_end >= end {
+                return Ok(bytes.clone());
+            }
+            out.extend_from_slice(&bytes[from..to]);
+        }
+        Ok(out.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{MemoryStore, ObjectStore};
+    use std::sync::Arc;
+
+    async fn setup(size: usize) -> (Prefetcher, Vec<u8>, MemoryBudget) {
+        let store = Arc::new(MemoryStore::new());
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let meta = store.put("f", Bytes::from(data.clone())).await.unwrap();
+        let cfg = PrefetchConfig { initial_window: 1000, max_window: 8000, part_size: 3000, min_random_read: 100 };
+        let budget = MemoryBudget::new(64 * 1024);
+        (Prefetcher::new(store, "f".into(), size as u64, meta.etag, cfg, budget.clone()), data, budget)
+    }
+
+    #[tokio::test]
+    async fn sequential_random_and_mixed_reads_return_the_right_bytes() {
+        let (mut p, data, _) = setup(50_000).await;
+        let mut off = 0;
+        while off < data.len() {
+            let got = p.read(off as u64, 777).await.unwrap();
+            assert_eq!(&got[..], &data[off..(off + 777).min(data.len())]);
+            off += 777;
+        }
+        assert!(p.read(50_000, 10).await.unwrap().is_empty());
+        for (o, l) in [(40_000, 5000), (10, 10), (49_990, 100), (20_000, 1), (20_500, 4096), (0, 50_000)] {
+            let got = p.read(o as u64, l as u64).await.unwrap();
+            assert_eq!(&got[..], &data[o..(o + l).min(data.len())], "read {o}+{l}");
+        }
+    }
+
+    #[tokio::test]
+    async fn window_grows_on_sequential_reads_and_resets_on_seek() {
+        let (mut p, _, _) = setup(100_000).await;
+        for i in 0..5 {
+            p.read(i * 100, 100).await.unwrap();
+        }
+        assert_eq!(p.window, 8000);
+        p.read(90_000, 100).await.unwrap();
+        assert_eq!(p.window, 1000);
+    }
+
+    #[tokio::test]
+    async fn changed_object_fails_instead_of_mixing_versions() {
+        let (mut p, _, _) = setup(50_000).await;
+        p.read(0, 10).await.unwrap();
+        p.store.put("f", Bytes::from(vec![0u8; 50_000])).await.unwrap();
+        let err = p.read(45_000, 10).await.unwrap_err();
+        assert_eq!(err, BackendError::PreconditionFailed);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_stays_inside_the_budget() {
+        let (mut p, data, budget) = setup(200_000).await;
+        let small = MemoryBudget::new(8 * 1024);
+        p.budget = small.clone();
+        let mut off = 0;
+        while off < 200_000 {
+            let got = p.read(off, 4096).await.unwrap();
+            assert_eq!(&got[..], &data[off as usize..(off + 4096).min(200_000) as usize]);
+            assert!(small.reserved() <= small.total());
+            off += 4096;
+        }
+        drop(budget);
+    }
+}

@@ -1,0 +1,243 @@
+//! Streaming upload of a file written sequentially: one PUT if it closes below the part
+//! size, else a multipart upload whose parts go out concurrently while the program
+//! writes. Any failure aborts the upload, so no partial object ever becomes visible.
+
+use bytes::BytesMut;
+use tokio::task::JoinSet;
+
+use super::{MemoryBudget, Reservation, MIB};
+use crate::backend::{BackendError, CompletedPart, DynStore, ObjectMeta, Result};
+
+#[derive(Clone, Debug)]
+pub struct UploadConfig {
+    pub part_size: u64,
+    pub max_in_flight: usize,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self { part_size: 8 * MIB, max_in_flight: 4 }
+    }
+}
+
+/// S3 allows 10,000 parts: double the part size every 1,000 parts so a file can grow
+/// past 1 TiB with the default 8 MiB start.
+fn part_size_for(base: u64, number: i32) -> u64 {
+    base << ((number - 1) / 1000).min(10)
+}
+
+struct Multipart {
+    id: String,
+    done: Vec<CompletedPart>,
+    in_flight: JoinSet<Result<CompletedPart>>,
+}
+
+pub struct Upload {
+    store: DynStore,
+    key: String,
+    cfg: UploadConfig,
+    budget: MemoryBudget,
+    buf: BytesMut,
+    buf_reservation: Option<Reservation>,
+    next_part: i32,
+    mpu: Option<Multipart>,
+    written: u64,
+    failed: Option<BackendError>,
+}
+
+impl Upload {
+    pub fn new(store: DynStore, key: String, cfg: UploadConfig, budget: MemoryBudget) -> Self {
+        Self {
+            store,
+            key,
+            cfg,
+            budget,
+            buf: BytesMut::new(),
+            buf_reservation: None,
+            next_part: 1,
+            mpu: None,
+            written: 0,
+            failed: None,
+        }
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn current_part_size(&self) -> u64 {
+        part_size_for(self.cfg.part_size, self.next_part)
+    }
+
+    /// Appends `data`; full parts are sent while the caller keeps writing.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        while !data.is_empty() {
+            let part_size = self.current_part_size();
+            if self.buf_reservation.is_none() {
+                // Backpressure: wait for budget before buffering another part.
+                self.buf_reservation = Some(self.budget.reserve(part_size).await);
+                self.buf.reserve(part_size as usize);
+            }
+            let take = data.len().min(part_size as usize - self.buf.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            self.written += take as u64;
+            if self.buf.len() as u64 == part_size {
+                if let Err(e) = self.send_full_part().await {
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_full_part(&mut self) -> Result<()> {
+        if self.mpu.is_none() {
+            let id = self.store.create_multipart(&self.key).await?;
+            self.mpu = Some(Multipart { id, done: Vec::new(), in_flight: JoinSet::new() });
+        }
+        let body = self.buf.split().freeze();
+        let reservation = self.buf_reservation.take();
+        let number = self.next_part;
+        self.next_part += 1;
+        let mpu = self.mpu.as_mut().expect("created above");
+        while mpu.in_flight.len() >= self.cfg.max_in_flight {
+            let part = join(mpu.in_flight.join_next().await)?;
+            mpu.done.push(part);
+        }
+        let (store, key, id) = (self.store.clone(), self.key.clone(), mpu.id.clone());
+        mpu.in_flight.spawn(async move {
+            let r = store.upload_part(&key, &id, number, body).await;
+            drop(reservation);
+            r
+        });
+        Ok(())
+    }
+
+    /// Sends what is buffered and makes the object visible.
+    pub async fn finish(mut self) -> Result<ObjectMeta> {
+        if let Some(e) = self.failed.take() {
+            self.abort().await;
+            return Err(e);
+        }
+        let result = self.try_finish().await;
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    async fn try_finish(&mut self) -> Result<ObjectMeta> {
+        if self.mpu.is_none() {
+            let body = self.buf.split().freeze();
+            self.buf_reservation = None;
+            return self.store.put(&self.key, body).await;
+        }
+        if !self.buf.is_empty() {
+            self.send_full_part().await?;
+        }
+        let mut mpu = self.mpu.take().expect("checked above");
+        let outcome = async {
+            while let Some(r) = mpu.in_flight.join_next().await {
+                mpu.done.push(join(Some(r))?);
+            }
+            mpu.done.sort_by_key(|p| p.number);
+            let parts = std::mem::take(&mut mpu.done);
+            self.store.complete_multipart(&self.key, &mpu.id, parts).await
+        }
+        .await;
+        if outcome.is_err() {
+            self.mpu = Some(mpu); // so abort() can clean it up
+        }
+        outcome
+    }
+
+    /// Cancels the upload; the server keeps no parts.
+    pub async fn abort(&mut self) {
+        if let Some(mut mpu) = self.mpu.take() {
+            mpu.in_flight.abort_all();
+            while mpu.in_flight.join_next().await.is_some() {}
+            if let Err(e) = self.store.abort_multipart(&self.key, &mpu.id).await {
+                tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload");
+            }
+        }
+    }
+}
+
+fn join(r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>) -> Result<CompletedPart> {
+    match r {
+        Some(Ok(part)) => part,
+        Some(Err(e)) => Err(BackendError::Other(format!("upload task failed: {e}"))),
+        None => Err(BackendError::Other("no upload task to join".into())),
+    }
+}
+
+impl Drop for Upload {
+    /// An upload dropped unfinished (handle lost, mount torn down) must not leave an
+    /// orphaned multipart upload on the server.
+    fn drop(&mut self) {
+        let Some(mut mpu) = self.mpu.take() else { return };
+        mpu.in_flight.abort_all();
+        let (store, key) = (self.store.clone(), self.key.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = store.abort_multipart(&key, &mpu.id).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{MemoryStore, ObjectStore};
+    use std::sync::Arc;
+
+    fn cfg() -> UploadConfig {
+        UploadConfig { part_size: 1000, max_in_flight: 2 }
+    }
+
+    #[tokio::test]
+    async fn small_file_is_one_put_and_large_file_is_multipart() {
+        let store = Arc::new(MemoryStore::new());
+        let budget = MemoryBudget::new(1 << 20);
+        let mut up = Upload::new(store.clone(), "small".into(), cfg(), budget.clone());
+        up.write(b"hello").await.unwrap();
+        assert!(up.mpu.is_none());
+        assert_eq!(up.finish().await.unwrap().size, 5);
+        let data: Vec<u8> = (0..10_500u32).map(|i| (i % 253) as u8).collect();
+        let mut up = Upload::new(store.clone(), "big".into(), cfg(), budget.clone());
+        for chunk in data.chunks(333) {
+            up.write(chunk).await.unwrap();
+        }
+        assert!(up.mpu.is_some());
+        up.finish().await.unwrap();
+        assert_eq!(store.get_range("big", 0..20_000, None).await.unwrap(), data);
+        assert_eq!(store.open_uploads(), 0);
+        assert_eq!(budget.reserved(), 0, "every buffer returned to the budget");
+    }
+
+    #[tokio::test]
+    async fn dropped_upload_is_aborted() {
+        let store = Arc::new(MemoryStore::new());
+        let mut up = Upload::new(store.clone(), "x".into(), cfg(), MemoryBudget::new(1 << 20));
+        up.write(&[1u8; 2500]).await.unwrap();
+        assert_eq!(store.open_uploads(), 1);
+        drop(up);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(store.open_uploads(), 0);
+        assert!(store.head("x").await.is_err(), "no partial object");
+    }
+
+    #[test]
+    fn part_size_grows_to_reach_a_tebibyte() {
+        let total: u64 = (1..=10_000).map(|n| part_size_for(8 * MIB, n)).sum();
+        assert!(total >= 1 << 40, "{total}");
+        assert_eq!(part_size_for(8 * MIB, 1000), 8 * MIB);
+        assert_eq!(part_size_for(8 * MIB, 1001), 16 * MIB);
+    }
+}

@@ -1,0 +1,259 @@
+//! Open files: create/open/read/write/flush/fsync/release and truncate.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::handle::{Handle, Writer};
+use super::inode::{Found, Inode};
+use super::{Attr, Fs, FsError, FsResult, Kind};
+use crate::backend::ObjectMeta;
+use crate::data::{Prefetcher, Upload};
+
+/// How a file is opened, decoded from open(2) flags by the adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenMode {
+    pub write: bool,
+    pub read: bool,
+    pub truncate: bool,
+    pub append: bool,
+}
+
+impl OpenMode {
+    pub fn from_flags(flags: i32) -> Self {
+        let acc = flags & libc::O_ACCMODE;
+        Self {
+            write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+            read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+            truncate: flags & libc::O_TRUNC != 0,
+            append: flags & libc::O_APPEND != 0,
+        }
+    }
+}
+
+impl Fs {
+    pub async fn create(&self, parent: u64, name: &str) -> FsResult<(Attr, u64)> {
+        self.check_writable()?;
+        Self::check_name(name)?;
+        self.dir(parent)?;
+        if let Some(existing) = self.cached_child(parent, name) {
+            if existing.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            if existing.writing {
+                return Err(FsError::Busy("the file is already open for writing"));
+            }
+        }
+        self.negative.remove(parent, name);
+        let ino = {
+            let mut table = self.inodes.lock().unwrap();
+            let found = Found { kind: Kind::File, size: 0, mtime: SystemTime::now(), etag: None };
+            let ino = table.upsert(parent, name, found);
+            let i = table.get_mut(ino).expect("just inserted");
+            (i.size, i.writing) = (0, true);
+            i.lookups += 1;
+            ino
+        };
+        let key = self.inode(ino)?.key();
+        let writer = Writer { key, base_size: 0, truncated: true, created: true, upload: None, done: false };
+        let fh = self.add_handle(ino, Handle::Write(Box::new(writer)));
+        self.writers.lock().unwrap().insert(ino, fh);
+        Ok((self.attr_of(&self.inode(ino)?), fh))
+    }
+
+    pub async fn open(&self, ino: u64, mode: OpenMode) -> FsResult<u64> {
+        let i = self.inode(ino)?;
+        if i.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if mode.write {
+            return self.open_write(i, mode);
+        }
+        if i.writing {
+            return Err(FsError::Busy("the file is being written and not yet uploaded"));
+        }
+        // Revalidate so the reader sees the current object, and pin its ETag.
+        let attr = self.getattr(ino).await?;
+        let i = self.inode(ino)?;
+        let reader = Prefetcher::new(
+            self.store.clone(),
+            i.key(),
+            attr.size,
+            i.etag.clone(),
+            self.opts.prefetch.clone(),
+            self.budget.clone(),
+        );
+        Ok(self.add_handle(ino, Handle::Read(Box::new(reader))))
+    }
+
+    fn open_write(&self, i: Inode, mode: OpenMode) -> FsResult<u64> {
+        self.check_writable()?;
+        if i.writing || self.writers.lock().unwrap().contains_key(&i.ino) {
+            return Err(FsError::Busy("the file is already open for writing"));
+        }
+        let writer = Writer {
+            key: i.key(),
+            base_size: i.size,
+            truncated: mode.truncate,
+            created: false,
+            upload: None,
+            done: false,
+        };
+        if mode.truncate {
+            let mut table = self.inodes.lock().unwrap();
+            if let Some(cur) = table.get_mut(i.ino) {
+                (cur.size, cur.writing) = (0, true);
+            }
+        }
+        let fh = self.add_handle(i.ino, Handle::Write(Box::new(writer)));
+        self.writers.lock().unwrap().insert(i.ino, fh);
+        Ok(fh)
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        let h = self.handle(fh)?;
+        let mut h = h.lock().await;
+        match &mut h.handle {
+            Handle::Read(p) => Ok(p.read(offset, size as u64).await?),
+            Handle::Write(_) => Err(FsError::Unsupported("reading a file while it is being written")),
+            Handle::Dir(_) => Err(FsError::IsDir),
+        }
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let h = self.handle(fh)?;
+        let mut h = h.lock().await;
+        let ino = h.ino;
+        let Handle::Write(w) = &mut h.handle else { return Err(FsError::BadHandle) };
+        if w.done {
+            return Err(FsError::Unsupported("writing after the file was flushed (close of a dup or fsync)"));
+        }
+        if w.upload.is_none() {
+            if w.base_size > 0 && !w.truncated {
+                return Err(FsError::Unsupported("modifying an existing file without O_TRUNC"));
+            }
+            w.upload = Some(Upload::new(self.store.clone(), w.key.clone(), self.opts.upload.clone(), self.budget.clone()));
+            self.mark_writing(ino, 0);
+        }
+        let up = w.upload.as_mut().expect("set above");
+        if offset != up.written() {
+            return Err(FsError::Unsupported("non-sequential write"));
+        }
+        if let Err(e) = up.write(data).await {
+            return Err(FsError::UploadFailed(e));
+        }
+        self.mark_writing(ino, up.written());
+        Ok(data.len() as u32)
+    }
+
+    fn mark_writing(&self, ino: u64, size: u64) {
+        if let Some(i) = self.inodes.lock().unwrap().get_mut(ino) {
+            (i.size, i.mtime, i.writing) = (size, SystemTime::now(), true);
+        }
+    }
+
+    /// close(2) and fsync(2): a writer's object becomes visible now, and any failure is
+    /// returned here (EIO) rather than lost.
+    pub async fn flush(&self, fh: u64) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        let mut h = h.lock().await;
+        let ino = h.ino;
+        let Handle::Write(w) = &mut h.handle else { return Ok(()) };
+        if w.done {
+            return Ok(());
+        }
+        w.done = true;
+        let result = match w.upload.take() {
+            Some(up) => up.finish().await.map(Some),
+            None if w.must_put() => self.store.put(&w.key, Bytes::new()).await.map(Some),
+            None => Ok(None),
+        };
+        self.writers.lock().unwrap().remove(&ino);
+        match result {
+            Ok(meta) => {
+                self.committed(ino, meta);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(key = %w.key, error = %e, "upload failed; the object was not changed");
+                self.upload_failed(ino, w.created);
+                Err(FsError::UploadFailed(e))
+            }
+        }
+    }
+
+    fn committed(&self, ino: u64, meta: Option<ObjectMeta>) {
+        let mut table = self.inodes.lock().unwrap();
+        let Some(i) = table.get_mut(ino) else { return };
+        i.writing = false;
+        if let Some(m) = meta {
+            (i.size, i.mtime, i.etag, i.validated) = (m.size, m.last_modified, m.etag, Instant::now());
+        }
+    }
+
+    /// The store still holds the old object (or none): forget what we showed locally.
+    fn upload_failed(&self, ino: u64, created: bool) {
+        let mut table = self.inodes.lock().unwrap();
+        let Some(i) = table.get_mut(ino) else { return };
+        i.writing = false;
+        i.validated = Instant::now() - std::time::Duration::from_secs(3600);
+        if created {
+            let (parent, name) = (i.parent, i.name.clone());
+            table.unlink(parent, &name);
+        }
+    }
+
+    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+        self.flush(fh).await
+    }
+
+    pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let result = self.flush(fh).await;
+        self.remove_handle(fh);
+        result
+    }
+
+    pub(super) async fn truncate(&self, i: &Inode, size: u64) -> FsResult<()> {
+        if i.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let writer = self.writers.lock().unwrap().get(&i.ino).copied();
+        if let Some(fh) = writer {
+            let h = self.handle(fh)?;
+            let mut h = h.lock().await;
+            if let Handle::Write(w) = &mut h.handle {
+                let written = w.upload.as_ref().map_or(0, |u| u.written());
+                if size == written && (size > 0 || w.upload.is_some() || w.truncated) {
+                    return Ok(());
+                }
+                if size == 0 && w.upload.is_none() {
+                    w.truncated = true;
+                    self.mark_writing(i.ino, 0);
+                    return Ok(());
+                }
+            }
+            return Err(FsError::Unsupported("truncating a file being written to a new size"));
+        }
+        if size == i.size {
+            return Ok(());
+        }
+        if size != 0 {
+            return Err(FsError::Unsupported("truncate to a non-zero size"));
+        }
+        let meta = self.store.put(&i.key(), Bytes::new()).await?;
+        self.committed(i.ino, Some(meta));
+        Ok(())
+    }
+
+    /// Finishes every open upload (SIGTERM, unmount). Returns how many failed.
+    pub async fn drain(&self) -> usize {
+        let fhs: Vec<u64> = self.writers.lock().unwrap().values().copied().collect();
+        let mut failed = 0;
+        for fh in fhs {
+            if self.flush(fh).await.is_err() {
+                failed += 1;
+            }
+        }
+        failed
+    }
+}

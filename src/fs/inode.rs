@@ -1,0 +1,228 @@
+//! The inode table: numbers stable while the kernel holds a reference, names to
+//! object keys, and the cached attributes of each.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use super::attr::Kind;
+
+pub const ROOT_INO: u64 = 1;
+
+#[derive(Clone, Debug)]
+pub struct Inode {
+    pub ino: u64,
+    pub parent: u64,
+    pub name: String,
+    /// Path below the store root without a trailing `/` ("" for the root).
+    pub path: String,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub etag: Option<String>,
+    /// When size/mtime were last confirmed by the backend.
+    pub validated: Instant,
+    /// Kernel references (lookup count).
+    pub lookups: u64,
+    /// Open handles; the inode outlives `forget` while any are open.
+    pub open_handles: u32,
+    /// A write handle owns this file: its local size is the truth until upload.
+    pub writing: bool,
+}
+
+impl Inode {
+    /// The object key of a file, or the listing prefix of a directory.
+    pub fn key(&self) -> String {
+        match self.kind {
+            Kind::File => self.path.clone(),
+            Kind::Dir if self.path.is_empty() => String::new(),
+            Kind::Dir => format!("{}/", self.path),
+        }
+    }
+
+    pub fn child_path(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.path)
+        }
+    }
+}
+
+/// What a lookup or listing learned about one entry.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub etag: Option<String>,
+}
+
+pub struct InodeTable {
+    by_ino: HashMap<u64, Inode>,
+    by_name: HashMap<(u64, String), u64>,
+    next_ino: u64,
+}
+
+impl InodeTable {
+    pub fn new(mount_time: SystemTime) -> Self {
+        let root = Inode {
+            ino: ROOT_INO,
+            parent: ROOT_INO,
+            name: String::new(),
+            path: String::new(),
+            kind: Kind::Dir,
+            size: 0,
+            mtime: mount_time,
+            etag: None,
+            validated: Instant::now(),
+            lookups: 1,
+            open_handles: 0,
+            writing: false,
+        };
+        Self { by_ino: HashMap::from([(ROOT_INO, root)]), by_name: HashMap::new(), next_ino: ROOT_INO + 1 }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        self.by_ino.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        self.by_ino.get_mut(&ino)
+    }
+
+    pub fn child(&self, parent: u64, name: &str) -> Option<&Inode> {
+        self.by_name.get(&(parent, name.to_string())).and_then(|i| self.by_ino.get(i))
+    }
+
+    /// Children of `parent` currently known (used to show files still being written).
+    pub fn children(&self, parent: u64) -> impl Iterator<Item = &Inode> {
+        self.by_ino.values().filter(move |i| i.parent == parent && i.ino != ROOT_INO)
+    }
+
+    /// Records `found` under `parent/name`, keeping the inode number when the kind is
+    /// unchanged. Returns the inode number.
+    pub fn upsert(&mut self, parent: u64, name: &str, found: Found) -> u64 {
+        if let Some(existing) = self.by_name.get(&(parent, name.to_string())).copied() {
+            let inode = self.by_ino.get_mut(&existing).expect("name maps to a live inode");
+            if inode.kind == found.kind {
+                if !inode.writing {
+                    (inode.size, inode.mtime, inode.etag) = (found.size, found.mtime, found.etag);
+                }
+                inode.validated = Instant::now();
+                return existing;
+            }
+            self.unlink(parent, name);
+        }
+        let path = self.by_ino.get(&parent).map(|p| p.child_path(name)).unwrap_or_default();
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.by_ino.insert(
+            ino,
+            Inode {
+                ino,
+                parent,
+                name: name.to_string(),
+                path,
+                kind: found.kind,
+                size: found.size,
+                mtime: found.mtime,
+                etag: found.etag,
+                validated: Instant::now(),
+                lookups: 0,
+                open_handles: 0,
+                writing: false,
+            },
+        );
+        self.by_name.insert((parent, name.to_string()), ino);
+        ino
+    }
+
+    /// Drops the name; the inode lives on while referenced (open files keep working).
+    pub fn unlink(&mut self, parent: u64, name: &str) {
+        if let Some(ino) = self.by_name.remove(&(parent, name.to_string())) {
+            self.collect(ino);
+        }
+    }
+
+    pub fn add_lookup(&mut self, ino: u64) {
+        if let Some(i) = self.by_ino.get_mut(&ino) {
+            i.lookups += 1;
+        }
+    }
+
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if let Some(i) = self.by_ino.get_mut(&ino) {
+            i.lookups = i.lookups.saturating_sub(n);
+            self.collect(ino);
+        }
+    }
+
+    /// Frees an inode nobody references; its name is freed with it.
+    pub fn collect(&mut self, ino: u64) {
+        let Some(i) = self.by_ino.get(&ino) else { return };
+        if ino == ROOT_INO || i.lookups > 0 || i.open_handles > 0 {
+            return;
+        }
+        let key = (i.parent, i.name.clone());
+        if self.by_name.get(&key) == Some(&ino) {
+            self.by_name.remove(&key);
+        }
+        self.by_ino.remove(&ino);
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_ino.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ino.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(size: u64) -> Found {
+        Found { kind: Kind::File, size, mtime: SystemTime::UNIX_EPOCH, etag: None }
+    }
+
+    #[test]
+    fn numbers_are_stable_and_forget_frees() {
+        let mut t = InodeTable::new(SystemTime::now());
+        let a = t.upsert(ROOT_INO, "a", file(1));
+        t.add_lookup(a);
+        assert_eq!(t.upsert(ROOT_INO, "a", file(2)), a);
+        assert_eq!(t.get(a).unwrap().size, 2);
+        assert_eq!(t.get(a).unwrap().path, "a");
+        t.forget(a, 1);
+        assert!(t.get(a).is_none());
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn kind_change_gets_a_new_inode_and_paths_nest() {
+        let mut t = InodeTable::new(SystemTime::now());
+        let a = t.upsert(ROOT_INO, "a", file(1));
+        t.add_lookup(a);
+        let d = t.upsert(ROOT_INO, "a", Found { kind: Kind::Dir, ..file(0) });
+        assert_ne!(a, d);
+        assert_eq!(t.get(d).unwrap().key(), "a/");
+        let b = t.upsert(d, "b", file(3));
+        assert_eq!(t.get(b).unwrap().key(), "a/b");
+        assert!(t.get(a).is_some(), "old inode lives while referenced");
+    }
+
+    #[test]
+    fn unlinked_inode_lives_while_open() {
+        let mut t = InodeTable::new(SystemTime::now());
+        let a = t.upsert(ROOT_INO, "a", file(1));
+        t.get_mut(a).unwrap().open_handles = 1;
+        t.unlink(ROOT_INO, "a");
+        assert!(t.child(ROOT_INO, "a").is_none());
+        assert!(t.get(a).is_some());
+        t.get_mut(a).unwrap().open_handles = 0;
+        t.collect(a);
+        assert!(t.get(a).is_none());
+    }
+}

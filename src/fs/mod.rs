@@ -1,0 +1,374 @@
+//! POSIX semantics over an object store: inodes, handles, errno. No fuser or SDK types.
+
+pub mod attr;
+pub mod error;
+pub mod file;
+pub mod handle;
+pub mod inode;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+pub use attr::{Attr, Kind, Ownership};
+pub use error::{FsError, FsResult};
+use handle::{Handle, OpenHandle};
+use inode::{Found, Inode, InodeTable, ROOT_INO};
+
+use crate::backend::{BackendError, DynStore};
+use crate::data::{MemoryBudget, PrefetchConfig, UploadConfig};
+use crate::meta::{list_dir, valid_name, MetaConfig, NegativeCache};
+
+#[derive(Clone, Debug, Default)]
+pub struct FsOptions {
+    pub read_only: bool,
+    pub owner: Ownership,
+    pub meta: MetaConfig,
+    pub prefetch: PrefetchConfig,
+    pub upload: UploadConfig,
+    pub max_memory: u64,
+}
+
+/// What `setattr` asks to change.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+type SharedHandle = Arc<tokio::sync::Mutex<OpenHandle>>;
+
+pub struct Fs {
+    store: DynStore,
+    opts: FsOptions,
+    inodes: Mutex<InodeTable>,
+    negative: NegativeCache,
+    handles: Mutex<HashMap<u64, (u64, SharedHandle)>>,
+    /// ino → the handle writing it (one writer per file at a time).
+    writers: Mutex<HashMap<u64, u64>>,
+    next_fh: AtomicU64,
+    budget: MemoryBudget,
+    mount_time: SystemTime,
+}
+
+impl Fs {
+    pub fn new(store: DynStore, opts: FsOptions) -> Self {
+        let mount_time = SystemTime::now();
+        let max_memory = if opts.max_memory == 0 { crate::data::mem_limit::default_budget_bytes() } else { opts.max_memory };
+        Self {
+            store,
+            negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
+            budget: MemoryBudget::new(max_memory),
+            opts,
+            inodes: Mutex::new(InodeTable::new(mount_time)),
+            handles: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            mount_time,
+        }
+    }
+
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    fn attr_of(&self, i: &Inode) -> Attr {
+        let o = &self.opts.owner;
+        let perm = match i.kind {
+            Kind::File => o.file_mode,
+            Kind::Dir => o.dir_mode,
+        };
+        Attr { ino: i.ino, kind: i.kind, size: i.size, mtime: i.mtime, perm, uid: o.uid, gid: o.gid }
+    }
+
+    fn inode(&self, ino: u64) -> FsResult<Inode> {
+        self.inodes.lock().unwrap().get(ino).cloned().ok_or(FsError::NotFound)
+    }
+
+    fn dir(&self, ino: u64) -> FsResult<Inode> {
+        let i = self.inode(ino)?;
+        match i.kind {
+            Kind::Dir => Ok(i),
+            Kind::File => Err(FsError::NotDir),
+        }
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.opts.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    fn check_name(name: &str) -> FsResult<()> {
+        if name.len() > 255 {
+            return Err(FsError::NameTooLong);
+        }
+        if !valid_name(name) {
+            return Err(FsError::InvalidName);
+        }
+        Ok(())
+    }
+
+    /// A cached child that is still fresh (or being written here).
+    fn cached_child(&self, parent: u64, name: &str) -> Option<Inode> {
+        let table = self.inodes.lock().unwrap();
+        let c = table.child(parent, name)?;
+        let fresh = c.writing || c.kind == Kind::Dir || self.opts.meta.fresh(c.validated);
+        fresh.then(|| c.clone())
+    }
+
+    /// Asks the backend what `path` is: a directory if anything lies below `path/`,
+    /// else a file if the object exists. Both requests run in parallel.
+    async fn probe(&self, path: &str) -> FsResult<Option<Found>> {
+        let dir_prefix = format!("{path}/");
+        let (head, list) = tokio::join!(
+            self.store.head(path),
+            self.store.list_page(&dir_prefix, Some("/"), None, Some(1))
+        );
+        let list = list?;
+        if !list.objects.is_empty() || !list.prefixes.is_empty() {
+            return Ok(Some(Found { kind: Kind::Dir, size: 0, mtime: self.mount_time, etag: None }));
+        }
+        match head {
+            Ok(m) => Ok(Some(Found { kind: Kind::File, size: m.size, mtime: m.last_modified, etag: m.etag })),
+            Err(BackendError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Resolves `parent/name` without taking a kernel reference.
+    async fn resolve(&self, parent: u64, name: &str) -> FsResult<Inode> {
+        Self::check_name(name).map_err(|e| match e {
+            FsError::InvalidName => FsError::NotFound,
+            e => e,
+        })?;
+        let dir = self.dir(parent)?;
+        if let Some(c) = self.cached_child(parent, name) {
+            return Ok(c);
+        }
+        if self.negative.contains(parent, name) {
+            return Err(FsError::NotFound);
+        }
+        match self.probe(&dir.child_path(name)).await? {
+            Some(found) => {
+                let mut table = self.inodes.lock().unwrap();
+                let ino = table.upsert(parent, name, found);
+                Ok(table.get(ino).cloned().expect("just inserted"))
+            }
+            None => {
+                self.inodes.lock().unwrap().unlink(parent, name);
+                self.negative.insert(parent, name);
+                Err(FsError::NotFound)
+            }
+        }
+    }
+
+    pub async fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        let i = self.resolve(parent, name).await?;
+        self.inodes.lock().unwrap().add_lookup(i.ino);
+        Ok(self.attr_of(&i))
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.lock().unwrap().forget(ino, n);
+    }
+
+    pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let i = self.inode(ino)?;
+        if i.kind == Kind::Dir || i.writing || self.opts.meta.fresh(i.validated) {
+            return Ok(self.attr_of(&i));
+        }
+        let m = self.store.head(&i.key()).await?;
+        let mut table = self.inodes.lock().unwrap();
+        let cur = table.get_mut(ino).ok_or(FsError::NotFound)?;
+        if !cur.writing {
+            (cur.size, cur.mtime, cur.etag, cur.validated) = (m.size, m.last_modified, m.etag, Instant::now());
+        }
+        Ok(self.attr_of(cur))
+    }
+
+    pub async fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        self.check_writable()?;
+        Self::check_name(name)?;
+        let dir = self.dir(parent)?;
+        match self.resolve(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let path = dir.child_path(name);
+        self.store.put(&format!("{path}/"), Bytes::new()).await?;
+        self.negative.remove(parent, name);
+        let found = Found { kind: Kind::Dir, size: 0, mtime: SystemTime::now(), etag: None };
+        let mut table = self.inodes.lock().unwrap();
+        let ino = table.upsert(parent, name, found);
+        table.add_lookup(ino);
+        Ok(self.attr_of(table.get(ino).expect("just inserted")))
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let i = self.resolve(parent, name).await?;
+        if i.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if i.writing {
+            return Err(FsError::Busy("the file is still being written"));
+        }
+        self.store.delete(&i.key()).await?;
+        self.inodes.lock().unwrap().unlink(parent, name);
+        self.negative.insert(parent, name);
+        Ok(())
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let i = self.resolve(parent, name).await?;
+        if i.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let prefix = i.key();
+        let page = self.store.list_page(&prefix, None, None, Some(2)).await?;
+        let has_local = self.inodes.lock().unwrap().children(i.ino).any(|c| c.writing);
+        if has_local || page.objects.iter().any(|o| o.key != prefix) || !page.prefixes.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        self.store.delete(&prefix).await?;
+        self.inodes.lock().unwrap().unlink(parent, name);
+        self.negative.insert(parent, name);
+        Ok(())
+    }
+
+    pub async fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
+        let i = self.inode(ino)?;
+        let cur = self.attr_of(&i);
+        let changes_owner = set.mode.is_some_and(|m| (m & 0o7777) as u16 != cur.perm)
+            || set.uid.is_some_and(|u| u != cur.uid)
+            || set.gid.is_some_and(|g| g != cur.gid);
+        if changes_owner {
+            self.check_writable()?;
+            return Err(FsError::Unsupported("changing mode or owner"));
+        }
+        if let Some(size) = set.size {
+            self.check_writable()?;
+            self.truncate(&i, size).await?;
+        }
+        if let Some(mtime) = set.mtime {
+            self.check_writable()?;
+            // Kept for the life of the cached attributes; persisting it is future work.
+            if let Some(cur) = self.inodes.lock().unwrap().get_mut(ino) {
+                cur.mtime = mtime;
+            }
+        }
+        Ok(self.attr_of(&self.inode(ino)?))
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        // Object stores have no fixed capacity: report a large, mostly free volume.
+        StatFs { blocks: 1 << 38, bfree: 1 << 38, files: 1 << 32, ffree: 1 << 32, bsize: 4096, namelen: 255 }
+    }
+
+    pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let dir = self.dir(ino)?;
+        let mut entries = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
+        // Files still being written here exist for this mount before they reach the store.
+        let known: std::collections::HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        {
+            let table = self.inodes.lock().unwrap();
+            for c in table.children(ino).filter(|c| c.writing && !known.contains(&c.name)) {
+                let found = Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None };
+                entries.push(crate::meta::DirEntry { name: c.name.clone(), found });
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(self.add_handle(ino, Handle::Dir(entries)))
+    }
+
+    /// Feeds entries from `offset` to `add(next_offset, name, attr)` until it reports a
+    /// full buffer. With `plus`, every entry handed over counts as a kernel lookup.
+    pub async fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        mut add: impl FnMut(u64, &str, &Attr) -> bool,
+    ) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        let h = h.lock().await;
+        let Handle::Dir(entries) = &h.handle else { return Err(FsError::BadHandle) };
+        let dir = self.inode(h.ino)?;
+        let dots = [(".", self.attr_of(&dir)), ("..", self.attr_of(&self.inode(dir.parent).unwrap_or(dir.clone())))];
+        for (idx, (name, attr)) in dots.iter().enumerate().skip(offset as usize) {
+            if add(idx as u64 + 1, name, attr) {
+                return Ok(());
+            }
+        }
+        for (idx, e) in entries.iter().enumerate().skip((offset as usize).saturating_sub(2)) {
+            let attr = {
+                let mut table = self.inodes.lock().unwrap();
+                let ino = table.upsert(h.ino, &e.name, e.found.clone());
+                self.attr_of(table.get(ino).expect("just inserted"))
+            };
+            if add(idx as u64 + 3, &e.name, &attr) {
+                self.inodes.lock().unwrap().collect(attr.ino);
+                return Ok(());
+            }
+            if plus {
+                self.inodes.lock().unwrap().add_lookup(attr.ino);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.remove_handle(fh);
+    }
+
+    fn add_handle(&self, ino: u64, handle: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let h = Arc::new(tokio::sync::Mutex::new(OpenHandle { ino, handle }));
+        self.handles.lock().unwrap().insert(fh, (ino, h));
+        if let Some(i) = self.inodes.lock().unwrap().get_mut(ino) {
+            i.open_handles += 1;
+        }
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<SharedHandle> {
+        self.handles.lock().unwrap().get(&fh).map(|(_, h)| h.clone()).ok_or(FsError::BadHandle)
+    }
+
+    fn remove_handle(&self, fh: u64) -> Option<SharedHandle> {
+        let (ino, h) = self.handles.lock().unwrap().remove(&fh)?;
+        let mut table = self.inodes.lock().unwrap();
+        if let Some(i) = table.get_mut(ino) {
+            i.open_handles = i.open_handles.saturating_sub(1);
+        }
+        table.collect(ino);
+        Some(h)
+    }
+
+    pub fn root_ino(&self) -> u64 {
+        ROOT_INO
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+//! One directory's listing: ListObjectsV2 with `/` delimiter, every page, turned into
+//! entries. Keys that cannot be file names are skipped with a debug log.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::backend::{list_all, ObjectStore, Result};
+use crate::fs::attr::Kind;
+use crate::fs::inode::Found;
+
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: String,
+    pub found: Found,
+}
+
+/// Whether `name` can be one path component.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0') && name.len() <= 255
+}
+
+/// Lists the directory whose prefix is `prefix` ("" or ending in `/`). A name that is
+/// both a file and a directory shows as the directory (its contents stay reachable).
+pub async fn list_dir(store: &dyn ObjectStore, prefix: &str, dir_mtime: SystemTime) -> Result<Vec<DirEntry>> {
+    let page = list_all(store, prefix, Some("/")).await?;
+    let mut entries = BTreeMap::new();
+    for obj in page.objects {
+        let name = &obj.key[prefix.len().min(obj.key.len())..];
+        if name.is_empty() {
+            continue; // the directory's own marker
+        }
+        if !valid_name(name) {
+            tracing::debug!(key = %obj.key, "skipping key that is not a valid file name");
+            continue;
+        }
+        let found = Found { kind: Kind::File, size: obj.size, mtime: obj.last_modified, etag: obj.etag };
+        entries.insert(name.to_string(), found);
+    }
+    for p in page.prefixes {
+        let name = p[prefix.len().min(p.len())..].trim_end_matches('/');
+        if !valid_name(name) {
+            tracing::debug!(prefix = %p, "skipping prefix that is not a valid directory name");
+            continue;
+        }
+        let found = Found { kind: Kind::Dir, size: 0, mtime: dir_mtime, etag: None };
+        entries.insert(name.to_string(), found);
+    }
+    Ok(entries.into_iter().map(|(name, found)| DirEntry { name, found }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryStore;
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn lists_files_dirs_and_skips_odd_keys() {
+        let s = MemoryStore::new();
+        for k in ["d/", "d/f", "d/sub/x", "d//y", "d/./z", "d/g", "d/g/h", "top"] {
+            s.put(k, Bytes::from_static(b"1")).await.unwrap();
+        }
+        let long = format!("d/{}", "n".repeat(300));
+        s.put(&long, Bytes::new()).await.unwrap();
+        let e = list_dir(&s, "d/", SystemTime::UNIX_EPOCH).await.unwrap();
+        let names: Vec<(&str, Kind)> = e.iter().map(|e| (e.name.as_str(), e.found.kind)).collect();
+        assert_eq!(names, [("f", Kind::File), ("g", Kind::Dir), ("sub", Kind::Dir)]);
+        let root = list_dir(&s, "", SystemTime::UNIX_EPOCH).await.unwrap();
+        assert_eq!(root.len(), 2);
+    }
+}

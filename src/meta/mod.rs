@@ -1,0 +1,30 @@
+//! The control path's memory: TTLs for attributes, a negative cache, and directory
+//! listings turned into entries.
+
+pub mod listing;
+pub mod negative;
+
+pub use listing::{list_dir, valid_name, DirEntry};
+pub use negative::NegativeCache;
+
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub struct MetaConfig {
+    /// How long a file's size/mtime are trusted; `None` = forever.
+    pub ttl: Option<Duration>,
+    pub negative_ttl: Duration,
+    pub negative_capacity: usize,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self { ttl: Some(Duration::from_secs(1)), negative_ttl: Duration::from_secs(1), negative_capacity: 10_000 }
+    }
+}
+
+impl MetaConfig {
+    pub fn fresh(&self, validated: std::time::Instant) -> bool {
+        self.ttl.is_none_or(|ttl| validated.elapsed() < ttl)
+    }
+}
