@@ -36,26 +36,35 @@ pub fn check_fuse_available() -> Result<(), Failure> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root && which("fusermount3").is_none() && which("fusermount").is_none() {
-        return Err("FUSE is not available: fusermount3 not found (install fuse3: apt-get install fuse3)".into());
+        return Err(
+            "FUSE is not available: fusermount3 not found (install fuse3: apt-get install fuse3)"
+                .into(),
+        );
     }
     Ok(())
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
 }
 
 /// Opens the store and proves it usable (bucket exists, credentials accepted).
 pub async fn open_and_check(store: &ResolvedStore) -> Result<DynStore, Failure> {
     let what = describe_store(store);
-    let backend = backend::open(store).await.map_err(|e| format!("{what}: {e}"))?;
+    let backend = backend::open(store)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
     backend.check().await.map_err(|e| {
         let why = match e {
             BackendError::NoSuchBucket(m) => m,
             BackendError::AccessDenied(m) => format!("access denied ({m}); check key and secret"),
             BackendError::NotFound => "not found".into(),
-            BackendError::Transient(m) | BackendError::Throttled(m) => format!("cannot reach the server: {m}"),
+            BackendError::Transient(m) | BackendError::Throttled(m) => {
+                format!("cannot reach the server: {m}")
+            }
             other => other.to_string(),
         };
         Failure(format!("{what}: {why}"))
@@ -102,12 +111,18 @@ pub fn run_foreground(req: MountRequest) -> Result<(), Failure> {
     tracing::info!(store = %req.store.name, mountpoint = %req.mountpoint.display(), "mounted");
     let unmounter = session.unmount_callable();
     rt.spawn(handle_signals(fs, unmounter, req.mountpoint.clone()));
-    session.run().map_err(|e| format!("FUSE session failed: {e}"))?;
+    session
+        .run()
+        .map_err(|e| format!("FUSE session failed: {e}"))?;
     rt.shutdown_timeout(Duration::from_secs(5));
     Ok(())
 }
 
-type Started = (tokio::runtime::Runtime, Arc<Fs>, fuser::Session<FuseAdapter>);
+type Started = (
+    tokio::runtime::Runtime,
+    Arc<Fs>,
+    fuser::Session<FuseAdapter>,
+);
 
 fn start(req: &MountRequest) -> Result<Started, Failure> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -133,7 +148,10 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
 /// First SIGINT/SIGTERM: finish uploads, then unmount (lazily if busy). Second: exit.
 async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mountpoint: PathBuf) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -155,17 +173,25 @@ async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mou
 }
 
 fn lazy_unmount(mountpoint: &Path) {
-    let Ok(c) = CString::new(mountpoint.as_os_str().as_bytes()) else { return };
+    let Ok(c) = CString::new(mountpoint.as_os_str().as_bytes()) else {
+        return;
+    };
     // SAFETY: c is a valid NUL-terminated path.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let _ = Command::new("fusermount3").arg("-uz").arg(mountpoint).status();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(mountpoint)
+            .status();
     }
 }
 
 /// Checks the store here (so errors print at once), then starts the mount in a
 /// background process and returns when it is live or has failed.
 pub fn run_background(req: MountRequest, _config: &Path) -> Result<(), Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(open_and_check(&req.store))?;
     drop(rt);
     let mut fds = [0i32; 2];
@@ -177,15 +203,23 @@ pub fn run_background(req: MountRequest, _config: &Path) -> Result<(), Failure> 
     let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
     let stderr = match &req.args.log_file {
         Some(p) => Stdio::from(
-            std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| format!("--log-file {}: {e}", p.display()))?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("--log-file {}: {e}", p.display()))?,
         ),
         None => Stdio::null(),
     };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let wfd = fds[1];
     let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1)).arg("--foreground").env(READY_FD_ENV, READY_FD.to_string());
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+    cmd.args(std::env::args_os().skip(1))
+        .arg("--foreground")
+        .env(READY_FD_ENV, READY_FD.to_string());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -195,7 +229,9 @@ pub fn run_background(req: MountRequest, _config: &Path) -> Result<(), Failure> 
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the mount process: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the mount process: {e}"))?;
     drop(writer);
     let mut answer = String::new();
     let _ = reader.read_to_string(&mut answer);
@@ -214,7 +250,9 @@ struct ReadyPipe(Option<File>);
 
 impl ReadyPipe {
     fn from_env() -> Self {
-        let fd = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok());
+        let fd = std::env::var(READY_FD_ENV)
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok());
         std::env::remove_var(READY_FD_ENV);
         // SAFETY: the launcher placed the pipe's write end at this descriptor for us.
         Self(fd.map(|fd| unsafe { File::from_raw_fd(fd) }))

@@ -80,8 +80,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn head(&self, key: &str) -> Result<ObjectMeta>;
     /// Bytes in `range` (clamped to the object's end). `if_match` guards against
     /// mixing two versions of an object in one read.
-    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>)
-        -> Result<Bytes>;
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes>;
     async fn list_page(
         &self,
         prefix: &str,

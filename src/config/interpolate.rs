@@ -18,7 +18,11 @@ pub fn interpolate(value: &mut Value, path: &str, env: Lookup) -> Result<(), Str
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 interpolate(v, &child, env)?;
             }
         }
@@ -111,7 +115,10 @@ mod tests {
         let mut v = serde_json::json!({"b": {"o": {"k": "${A}", "l": ["${A}", 3]}}});
         let env = |k: &str| (k == "A").then(|| "v".to_string());
         interpolate(&mut v, "", &env).unwrap();
-        assert_eq!(v, serde_json::json!({"b": {"o": {"k": "v", "l": ["v", 3]}}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"b": {"o": {"k": "v", "l": ["v", 3]}}})
+        );
         let mut bad = serde_json::json!({"backends": {"s3": {"options": {"key": "${NOPE}"}}}});
         let err = interpolate(&mut bad, "", &env).unwrap_err();
         assert!(err.starts_with("backends.s3.options.key:"), "{err}");

@@ -117,7 +117,12 @@ impl Registry {
         for (name, v) in table_of(top, "stores").map_err(prefix)? {
             stores.insert(name.clone(), parse_store(&name, &v).map_err(prefix)?);
         }
-        Ok(Self { path: path.to_path_buf(), backends, stores, warnings })
+        Ok(Self {
+            path: path.to_path_buf(),
+            backends,
+            stores,
+            warnings,
+        })
     }
 
     pub fn store_names(&self) -> Vec<&str> {
@@ -129,19 +134,28 @@ impl Registry {
         let shown = self.path.display();
         let store = self.stores.get(name).ok_or_else(|| {
             let known = self.store_names().join(", ");
-            let known = if known.is_empty() { "none".to_string() } else { known };
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known
+            };
             format!("unknown store '{name}' in {shown} (known stores: {known})")
         })?;
         let raw = self.backends.get(&store.backend).ok_or_else(|| {
             format!("{shown}: stores.{name}.backend names backend '{}', which is not defined under [backends]", store.backend)
         })?;
         let backend = parse_backend(&store.backend, raw).map_err(|e| format!("{shown}: {e}"))?;
-        Ok(ResolvedStore { name: name.to_string(), backend, root_path: store.root_path.clone() })
+        Ok(ResolvedStore {
+            name: name.to_string(),
+            backend,
+            root_path: store.root_path.clone(),
+        })
     }
 }
 
 fn as_table<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, String> {
-    v.as_object().ok_or_else(|| format!("{what} must be a table"))
+    v.as_object()
+        .ok_or_else(|| format!("{what} must be a table"))
 }
 
 fn table_of(top: &Map<String, Value>, key: &str) -> Result<BTreeMap<String, Value>, String> {
@@ -164,7 +178,8 @@ fn opt_str(t: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Strin
 fn parse_store(name: &str, v: &Value) -> Result<StoreProfile, String> {
     let path = format!("stores.{name}");
     let t = as_table(v, &path)?;
-    let backend = opt_str(t, "backend", &path)?.ok_or_else(|| format!("{path}.backend is required"))?;
+    let backend =
+        opt_str(t, "backend", &path)?.ok_or_else(|| format!("{path}.backend is required"))?;
     let root = opt_str(t, "root_path", &path)?.unwrap_or_default();
     let root_path = normalize_root(&root).map_err(|e| format!("{path}.root_path: {e}"))?;
     Ok(StoreProfile { backend, root_path })
@@ -176,7 +191,10 @@ pub fn normalize_root(raw: &str) -> Result<String, String> {
         return Err("contains a NUL byte".into());
     }
     let unified = raw.replace('\\', "/");
-    let segs: Vec<&str> = unified.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let segs: Vec<&str> = unified
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
     if segs.contains(&"..") {
         return Err(format!("'{raw}' contains '..'"));
     }
@@ -207,11 +225,18 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
         }
     };
     let retry = parse_retry(t.get("retry"), &format!("{path}.retry"))?;
-    Ok(BackendConfig { name: name.to_string(), type_name, kind, retry })
+    Ok(BackendConfig {
+        name: name.to_string(),
+        type_name,
+        kind,
+        retry,
+    })
 }
 
 fn parse_retry(v: Option<&Value>, path: &str) -> Result<RetryConfig, String> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(RetryConfig::default()) };
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(RetryConfig::default());
+    };
     let t = as_table(v, path)?;
     let mut retry = RetryConfig::default();
     if let Some(n) = t.get("max_attempts") {
@@ -229,9 +254,15 @@ fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<S3Options, String> {
     let bucket = opt_str(o, "bucket", path)?
         .filter(|b| !b.is_empty())
         .ok_or_else(|| format!("{path}.bucket is required"))?;
-    let endpoint_url = opt_str(o, "endpoint_url", path)?.filter(|s| !s.is_empty()).map(|e| {
-        if e.contains("://") { e } else { format!("https://{e}") }
-    });
+    let endpoint_url = opt_str(o, "endpoint_url", path)?
+        .filter(|s| !s.is_empty())
+        .map(|e| {
+            if e.contains("://") {
+                e
+            } else {
+                format!("https://{e}")
+            }
+        });
     let style = addressing_style(o.get("client_options"), path)?;
     let addressing_style = style.unwrap_or(if endpoint_url.is_some() {
         AddressingStyle::Path
@@ -247,7 +278,9 @@ fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<S3Options, String> {
         })
         .map(PathBuf::from);
     let secret_opt = |k: &str| -> Result<Option<Secret>, String> {
-        Ok(opt_str(o, k, path)?.filter(|s| !s.is_empty()).map(Secret::new))
+        Ok(opt_str(o, k, path)?
+            .filter(|s| !s.is_empty())
+            .map(Secret::new))
     };
     Ok(S3Options {
         bucket,
@@ -261,7 +294,10 @@ fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<S3Options, String> {
 }
 
 /// `client_options.config_kwargs.s3.addressing_style`, as botocore spells it.
-fn addressing_style(client_options: Option<&Value>, path: &str) -> Result<Option<AddressingStyle>, String> {
+fn addressing_style(
+    client_options: Option<&Value>,
+    path: &str,
+) -> Result<Option<AddressingStyle>, String> {
     let style = client_options
         .and_then(|c| c.get("config_kwargs"))
         .and_then(|c| c.get("s3"))

@@ -16,7 +16,10 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { part_size: 8 * MIB, max_in_flight: 4 }
+        Self {
+            part_size: 8 * MIB,
+            max_in_flight: 4,
+        }
     }
 }
 
@@ -98,7 +101,11 @@ impl Upload {
     async fn send_full_part(&mut self) -> Result<()> {
         if self.mpu.is_none() {
             let id = self.store.create_multipart(&self.key).await?;
-            self.mpu = Some(Multipart { id, done: Vec::new(), in_flight: JoinSet::new() });
+            self.mpu = Some(Multipart {
+                id,
+                done: Vec::new(),
+                in_flight: JoinSet::new(),
+            });
         }
         let body = self.buf.split().freeze();
         let reservation = self.buf_reservation.take();
@@ -147,7 +154,9 @@ impl Upload {
             }
             mpu.done.sort_by_key(|p| p.number);
             let parts = std::mem::take(&mut mpu.done);
-            self.store.complete_multipart(&self.key, &mpu.id, parts).await
+            self.store
+                .complete_multipart(&self.key, &mpu.id, parts)
+                .await
         }
         .await;
         if outcome.is_err() {
@@ -168,7 +177,9 @@ impl Upload {
     }
 }
 
-fn join(r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>) -> Result<CompletedPart> {
+fn join(
+    r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>,
+) -> Result<CompletedPart> {
     match r {
         Some(Ok(part)) => part,
         Some(Err(e)) => Err(BackendError::Other(format!("upload task failed: {e}"))),
@@ -180,7 +191,9 @@ impl Drop for Upload {
     /// An upload dropped unfinished (handle lost, mount torn down) must not leave an
     /// orphaned multipart upload on the server.
     fn drop(&mut self) {
-        let Some(mut mpu) = self.mpu.take() else { return };
+        let Some(mut mpu) = self.mpu.take() else {
+            return;
+        };
         mpu.in_flight.abort_all();
         let (store, key) = (self.store.clone(), self.key.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -198,7 +211,10 @@ mod tests {
     use std::sync::Arc;
 
     fn cfg() -> UploadConfig {
-        UploadConfig { part_size: 1000, max_in_flight: 2 }
+        UploadConfig {
+            part_size: 1000,
+            max_in_flight: 2,
+        }
     }
 
     #[tokio::test]

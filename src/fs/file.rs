@@ -32,7 +32,7 @@ impl OpenMode {
 }
 
 impl Fs {
-    pub async fn create(&self, parent: u64, name: &str) -> FsResult<(Attr, u64)> {
+    pub async fn create(&self, parent: u64, name: &str, pid: u32) -> FsResult<(Attr, u64)> {
         self.check_writable()?;
         Self::check_name(name)?;
         self.dir(parent)?;
@@ -47,7 +47,12 @@ impl Fs {
         self.negative.remove(parent, name);
         let ino = {
             let mut table = self.inodes.lock().unwrap();
-            let found = Found { kind: Kind::File, size: 0, mtime: SystemTime::now(), etag: None };
+            let found = Found {
+                kind: Kind::File,
+                size: 0,
+                mtime: SystemTime::now(),
+                etag: None,
+            };
             let ino = table.upsert(parent, name, found);
             let i = table.get_mut(ino).expect("just inserted");
             (i.size, i.writing) = (0, true);
@@ -55,22 +60,32 @@ impl Fs {
             ino
         };
         let key = self.inode(ino)?.key();
-        let writer = Writer { key, base_size: 0, truncated: true, created: true, upload: None, done: false };
+        let writer = Writer {
+            key,
+            base_size: 0,
+            truncated: true,
+            created: true,
+            upload: None,
+            done: false,
+            opener_pid: pid,
+        };
         let fh = self.add_handle(ino, Handle::Write(Box::new(writer)));
         self.writers.lock().unwrap().insert(ino, fh);
         Ok((self.attr_of(&self.inode(ino)?), fh))
     }
 
-    pub async fn open(&self, ino: u64, mode: OpenMode) -> FsResult<u64> {
+    pub async fn open(&self, ino: u64, mode: OpenMode, pid: u32) -> FsResult<u64> {
         let i = self.inode(ino)?;
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
         if mode.write {
-            return self.open_write(i, mode);
+            return self.open_write(i, mode, pid);
         }
         if i.writing {
-            return Err(FsError::Busy("the file is being written and not yet uploaded"));
+            return Err(FsError::Busy(
+                "the file is being written and not yet uploaded",
+            ));
         }
         // Revalidate so the reader sees the current object, and pin its ETag.
         let attr = self.getattr(ino).await?;
@@ -86,7 +101,7 @@ impl Fs {
         Ok(self.add_handle(ino, Handle::Read(Box::new(reader))))
     }
 
-    fn open_write(&self, i: Inode, mode: OpenMode) -> FsResult<u64> {
+    fn open_write(&self, i: Inode, mode: OpenMode, pid: u32) -> FsResult<u64> {
         self.check_writable()?;
         if i.writing || self.writers.lock().unwrap().contains_key(&i.ino) {
             return Err(FsError::Busy("the file is already open for writing"));
@@ -98,6 +113,7 @@ impl Fs {
             created: false,
             upload: None,
             done: false,
+            opener_pid: pid,
         };
         if mode.truncate {
             let mut table = self.inodes.lock().unwrap();
@@ -115,7 +131,9 @@ impl Fs {
         let mut h = h.lock().await;
         match &mut h.handle {
             Handle::Read(p) => Ok(p.read(offset, size as u64).await?),
-            Handle::Write(_) => Err(FsError::Unsupported("reading a file while it is being written")),
+            Handle::Write(_) => Err(FsError::Unsupported(
+                "reading a file while it is being written",
+            )),
             Handle::Dir(_) => Err(FsError::IsDir),
         }
     }
@@ -124,15 +142,27 @@ impl Fs {
         let h = self.handle(fh)?;
         let mut h = h.lock().await;
         let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else { return Err(FsError::BadHandle) };
+        let Handle::Write(w) = &mut h.handle else {
+            return Err(FsError::BadHandle);
+        };
         if w.done {
-            return Err(FsError::Unsupported("writing after the file was flushed (close of a dup or fsync)"));
+            return Err(FsError::Unsupported(
+                "writing after the file was flushed (close of a dup or fsync)",
+            ));
         }
         if w.upload.is_none() {
             if w.base_size > 0 && !w.truncated {
-                return Err(FsError::Unsupported("modifying an existing file without O_TRUNC"));
+                return Err(FsError::Unsupported(
+                    "modifying an existing file without O_TRUNC",
+                ));
             }
-            w.upload = Some(Upload::new(self.store.clone(), w.key.clone(), self.opts.upload.clone(), self.budget.clone()));
+            w.upload = Some(Upload::new(
+                self.store.clone(),
+                w.key.clone(),
+                self.opts.upload.clone(),
+                self.budget.clone(),
+            ));
+            self.writers.lock().unwrap().insert(ino, fh);
             self.mark_writing(ino, 0);
         }
         let up = w.upload.as_mut().expect("set above");
@@ -152,22 +182,56 @@ impl Fs {
         }
     }
 
-    /// close(2) and fsync(2): a writer's object becomes visible now, and any failure is
-    /// returned here (EIO) rather than lost.
-    pub async fn flush(&self, fh: u64) -> FsResult<()> {
+    /// close(2) by the opening process: data written so far becomes the object now,
+    /// and a failure is returned here (EIO) rather than lost. Closes that carry no data
+    /// (shells dup2 then close before writing) change nothing.
+    pub async fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        let h = h.lock().await;
+        match &h.handle {
+            Handle::Write(w) if w.upload.is_some() && w.opener_pid == pid => {}
+            _ => return Ok(()),
+        }
+        drop(h);
+        self.commit(fh).await
+    }
+
+    /// fsync(2): commit now.
+    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+        self.commit(fh).await
+    }
+
+    /// Last close: commit whatever is pending.
+    pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let result = self.commit(fh).await;
+        self.remove_handle(fh);
+        result
+    }
+
+    /// Makes the writer's data the object. Nothing written: only a created or truncated
+    /// file needs an (empty) object, and later writes may still start afresh.
+    async fn commit(&self, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
         let mut h = h.lock().await;
         let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else { return Ok(()) };
+        let Handle::Write(w) = &mut h.handle else {
+            return Ok(());
+        };
         if w.done {
             return Ok(());
         }
-        w.done = true;
         let result = match w.upload.take() {
-            Some(up) => up.finish().await.map(Some),
-            None if w.must_put() => self.store.put(&w.key, Bytes::new()).await.map(Some),
+            Some(up) => {
+                w.done = true;
+                up.finish().await.map(Some)
+            }
+            None if w.must_put() => {
+                w.base_size = 0; // the object is now empty: writing from 0 may follow
+                self.store.put(&w.key, Bytes::new()).await.map(Some)
+            }
             None => Ok(None),
         };
+        (w.created, w.truncated) = (false, false);
         self.writers.lock().unwrap().remove(&ino);
         match result {
             Ok(meta) => {
@@ -187,7 +251,8 @@ impl Fs {
         let Some(i) = table.get_mut(ino) else { return };
         i.writing = false;
         if let Some(m) = meta {
-            (i.size, i.mtime, i.etag, i.validated) = (m.size, m.last_modified, m.etag, Instant::now());
+            (i.size, i.mtime, i.etag, i.validated) =
+                (m.size, m.last_modified, m.etag, Instant::now());
         }
     }
 
@@ -201,16 +266,6 @@ impl Fs {
             let (parent, name) = (i.parent, i.name.clone());
             table.unlink(parent, &name);
         }
-    }
-
-    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
-        self.flush(fh).await
-    }
-
-    pub async fn release(&self, fh: u64) -> FsResult<()> {
-        let result = self.flush(fh).await;
-        self.remove_handle(fh);
-        result
     }
 
     pub(super) async fn truncate(&self, i: &Inode, size: u64) -> FsResult<()> {
@@ -232,7 +287,9 @@ impl Fs {
                     return Ok(());
                 }
             }
-            return Err(FsError::Unsupported("truncating a file being written to a new size"));
+            return Err(FsError::Unsupported(
+                "truncating a file being written to a new size",
+            ));
         }
         if size == i.size {
             return Ok(());
@@ -250,7 +307,7 @@ impl Fs {
         let fhs: Vec<u64> = self.writers.lock().unwrap().values().copied().collect();
         let mut failed = 0;
         for fh in fhs {
-            if self.flush(fh).await.is_err() {
+            if self.commit(fh).await.is_err() {
                 failed += 1;
             }
         }

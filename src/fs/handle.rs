@@ -15,8 +15,11 @@ pub struct Writer {
     /// The file was created by this handle: an empty object must appear at close.
     pub created: bool,
     pub upload: Option<Upload>,
-    /// Flushed once; the object is visible.
+    /// An upload with data was committed; later writes cannot continue it.
     pub done: bool,
+    /// close() by this process commits; closes by others (forked children, dup2
+    /// juggling in shells) leave the upload open until release.
+    pub opener_pid: u32,
 }
 
 impl Writer {

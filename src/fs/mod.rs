@@ -70,7 +70,11 @@ pub struct Fs {
 impl Fs {
     pub fn new(store: DynStore, opts: FsOptions) -> Self {
         let mount_time = SystemTime::now();
-        let max_memory = if opts.max_memory == 0 { crate::data::mem_limit::default_budget_bytes() } else { opts.max_memory };
+        let max_memory = if opts.max_memory == 0 {
+            crate::data::mem_limit::default_budget_bytes()
+        } else {
+            opts.max_memory
+        };
         Self {
             store,
             negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
@@ -94,11 +98,24 @@ impl Fs {
             Kind::File => o.file_mode,
             Kind::Dir => o.dir_mode,
         };
-        Attr { ino: i.ino, kind: i.kind, size: i.size, mtime: i.mtime, perm, uid: o.uid, gid: o.gid }
+        Attr {
+            ino: i.ino,
+            kind: i.kind,
+            size: i.size,
+            mtime: i.mtime,
+            perm,
+            uid: o.uid,
+            gid: o.gid,
+        }
     }
 
     fn inode(&self, ino: u64) -> FsResult<Inode> {
-        self.inodes.lock().unwrap().get(ino).cloned().ok_or(FsError::NotFound)
+        self.inodes
+            .lock()
+            .unwrap()
+            .get(ino)
+            .cloned()
+            .ok_or(FsError::NotFound)
     }
 
     fn dir(&self, ino: u64) -> FsResult<Inode> {
@@ -144,10 +161,20 @@ impl Fs {
         );
         let list = list?;
         if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            return Ok(Some(Found { kind: Kind::Dir, size: 0, mtime: self.mount_time, etag: None }));
+            return Ok(Some(Found {
+                kind: Kind::Dir,
+                size: 0,
+                mtime: self.mount_time,
+                etag: None,
+            }));
         }
         match head {
-            Ok(m) => Ok(Some(Found { kind: Kind::File, size: m.size, mtime: m.last_modified, etag: m.etag })),
+            Ok(m) => Ok(Some(Found {
+                kind: Kind::File,
+                size: m.size,
+                mtime: m.last_modified,
+                etag: m.etag,
+            })),
             Err(BackendError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -199,7 +226,8 @@ impl Fs {
         let mut table = self.inodes.lock().unwrap();
         let cur = table.get_mut(ino).ok_or(FsError::NotFound)?;
         if !cur.writing {
-            (cur.size, cur.mtime, cur.etag, cur.validated) = (m.size, m.last_modified, m.etag, Instant::now());
+            (cur.size, cur.mtime, cur.etag, cur.validated) =
+                (m.size, m.last_modified, m.etag, Instant::now());
         }
         Ok(self.attr_of(cur))
     }
@@ -216,7 +244,12 @@ impl Fs {
         let path = dir.child_path(name);
         self.store.put(&format!("{path}/"), Bytes::new()).await?;
         self.negative.remove(parent, name);
-        let found = Found { kind: Kind::Dir, size: 0, mtime: SystemTime::now(), etag: None };
+        let found = Found {
+            kind: Kind::Dir,
+            size: 0,
+            mtime: SystemTime::now(),
+            etag: None,
+        };
         let mut table = self.inodes.lock().unwrap();
         let ino = table.upsert(parent, name, found);
         table.add_lookup(ino);
@@ -246,7 +279,12 @@ impl Fs {
         }
         let prefix = i.key();
         let page = self.store.list_page(&prefix, None, None, Some(2)).await?;
-        let has_local = self.inodes.lock().unwrap().children(i.ino).any(|c| c.writing);
+        let has_local = self
+            .inodes
+            .lock()
+            .unwrap()
+            .children(i.ino)
+            .any(|c| c.writing);
         if has_local || page.objects.iter().any(|o| o.key != prefix) || !page.prefixes.is_empty() {
             return Err(FsError::NotEmpty);
         }
@@ -282,19 +320,38 @@ impl Fs {
 
     pub fn statfs(&self) -> StatFs {
         // Object stores have no fixed capacity: report a large, mostly free volume.
-        StatFs { blocks: 1 << 38, bfree: 1 << 38, files: 1 << 32, ffree: 1 << 32, bsize: 4096, namelen: 255 }
+        StatFs {
+            blocks: 1 << 38,
+            bfree: 1 << 38,
+            files: 1 << 32,
+            ffree: 1 << 32,
+            bsize: 4096,
+            namelen: 255,
+        }
     }
 
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
         let dir = self.dir(ino)?;
         let mut entries = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
         // Files still being written here exist for this mount before they reach the store.
-        let known: std::collections::HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        let known: std::collections::HashSet<String> =
+            entries.iter().map(|e| e.name.clone()).collect();
         {
             let table = self.inodes.lock().unwrap();
-            for c in table.children(ino).filter(|c| c.writing && !known.contains(&c.name)) {
-                let found = Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None };
-                entries.push(crate::meta::DirEntry { name: c.name.clone(), found });
+            for c in table
+                .children(ino)
+                .filter(|c| c.writing && !known.contains(&c.name))
+            {
+                let found = Found {
+                    kind: c.kind,
+                    size: c.size,
+                    mtime: c.mtime,
+                    etag: None,
+                };
+                entries.push(crate::meta::DirEntry {
+                    name: c.name.clone(),
+                    found,
+                });
             }
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -312,15 +369,27 @@ impl Fs {
     ) -> FsResult<()> {
         let h = self.handle(fh)?;
         let h = h.lock().await;
-        let Handle::Dir(entries) = &h.handle else { return Err(FsError::BadHandle) };
+        let Handle::Dir(entries) = &h.handle else {
+            return Err(FsError::BadHandle);
+        };
         let dir = self.inode(h.ino)?;
-        let dots = [(".", self.attr_of(&dir)), ("..", self.attr_of(&self.inode(dir.parent).unwrap_or(dir.clone())))];
+        let dots = [
+            (".", self.attr_of(&dir)),
+            (
+                "..",
+                self.attr_of(&self.inode(dir.parent).unwrap_or(dir.clone())),
+            ),
+        ];
         for (idx, (name, attr)) in dots.iter().enumerate().skip(offset as usize) {
             if add(idx as u64 + 1, name, attr) {
                 return Ok(());
             }
         }
-        for (idx, e) in entries.iter().enumerate().skip((offset as usize).saturating_sub(2)) {
+        for (idx, e) in entries
+            .iter()
+            .enumerate()
+            .skip((offset as usize).saturating_sub(2))
+        {
             let attr = {
                 let mut table = self.inodes.lock().unwrap();
                 let ino = table.upsert(h.ino, &e.name, e.found.clone());
@@ -352,7 +421,12 @@ impl Fs {
     }
 
     fn handle(&self, fh: u64) -> FsResult<SharedHandle> {
-        self.handles.lock().unwrap().get(&fh).map(|(_, h)| h.clone()).ok_or(FsError::BadHandle)
+        self.handles
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .map(|(_, h)| h.clone())
+            .ok_or(FsError::BadHandle)
     }
 
     fn remove_handle(&self, fh: u64) -> Option<SharedHandle> {

@@ -1,1 +1,488 @@
+//! Semantics of the fs layer over the memory backend (no kernel needed).
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::file::OpenMode;
+use super::*;
+use crate::backend::{CompletedPart, ListPage, MemoryStore, ObjectMeta, ObjectStore, Result};
+use crate::data::{UploadConfig, MIB};
+
+const ROOT: u64 = ROOT_INO;
+const PID: u32 = 42;
+
+/// Counts requests and can fail uploads, around a memory store.
+#[derive(Debug, Default)]
+struct Probe {
+    inner: MemoryStore,
+    heads: AtomicUsize,
+    lists: AtomicUsize,
+    fail_parts: AtomicBool,
+}
+
+#[async_trait]
+impl ObjectStore for Probe {
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.inner.head(key).await
+    }
+    async fn get_range(&self, key: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {
+        self.inner.get_range(key, r, m).await
+    }
+    async fn list_page(
+        &self,
+        p: &str,
+        d: Option<&str>,
+        t: Option<String>,
+        m: Option<i32>,
+    ) -> Result<ListPage> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_page(p, d, t, m).await
+    }
+    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+        self.inner.put(key, body).await
+    }
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        self.inner.create_multipart(key).await
+    }
+    async fn upload_part(&self, key: &str, id: &str, n: i32, body: Bytes) -> Result<CompletedPart> {
+        if self.fail_parts.load(Ordering::SeqCst) {
+            return Err(BackendError::Transient("injected failure".into()));
+        }
+        self.inner.upload_part(key, id, n, body).await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<ObjectMeta> {
+        self.inner.complete_multipart(key, id, parts).await
+    }
+    async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
+        self.inner.abort_multipart(key, id).await
+    }
+    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+        self.inner.copy(src, dst).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
+    }
+}
+
+fn opts() -> FsOptions {
+    FsOptions {
+        upload: UploadConfig {
+            part_size: 5 * MIB,
+            max_in_flight: 2,
+        },
+        max_memory: 64 * MIB,
+        ..FsOptions::default()
+    }
+}
+
+fn setup() -> (Arc<Probe>, Fs) {
+    let probe = Arc::new(Probe::default());
+    (probe.clone(), Fs::new(probe, opts()))
+}
+
+fn wr() -> OpenMode {
+    OpenMode {
+        write: true,
+        truncate: true,
+        ..OpenMode::default()
+    }
+}
+
+async fn put(p: &Probe, key: &str, body: &[u8]) {
+    p.inner
+        .put(key, Bytes::copy_from_slice(body))
+        .await
+        .unwrap();
+}
+
+async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<()> {
+    let (_, fh) = fs.create(parent, name, PID).await?;
+    for (i, chunk) in data.chunks(128 * 1024).enumerate() {
+        fs.write(fh, (i * 128 * 1024) as u64, chunk).await?;
+    }
+    fs.flush(fh, PID).await?;
+    fs.release(fh).await
+}
+
+async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
+    let fh = fs
+        .open(
+            ino,
+            OpenMode {
+                read: true,
+                ..OpenMode::default()
+            },
+            PID,
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs.read(fh, out.len() as u64, 100_000).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(fh).await.unwrap();
+    out
+}
+
+async fn names(fs: &Fs, ino: u64) -> Vec<String> {
+    let fh = fs.opendir(ino).await.unwrap();
+    let mut out = Vec::new();
+    fs.readdir(fh, 0, false, |_, n, _| {
+        out.push(n.to_string());
+        false
+    })
+    .await
+    .unwrap();
+    fs.releasedir(fh);
+    out
+}
+
+#[tokio::test]
+async fn implicit_and_marker_directories_both_appear() {
+    let (p, fs) = setup();
+    put(&p, "a/b/c.txt", b"hello").await;
+    put(&p, "m/", b"").await;
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "a", "m"]);
+    let a = fs.lookup(ROOT, "a").await.unwrap();
+    assert_eq!(a.kind, Kind::Dir);
+    let b = fs.lookup(a.ino, "b").await.unwrap();
+    let c = fs.lookup(b.ino, "c.txt").await.unwrap();
+    assert_eq!((c.kind, c.size), (Kind::File, 5));
+    assert_eq!(read_all(&fs, c.ino).await, b"hello");
+    assert_eq!(fs.lookup(ROOT, "m").await.unwrap().kind, Kind::Dir);
+    assert!(matches!(
+        fs.lookup(ROOT, "nope").await,
+        Err(FsError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn small_file_is_one_put_and_large_file_streams_as_multipart() {
+    let (p, fs) = setup();
+    write_file(&fs, ROOT, "small", b"tiny").await.unwrap();
+    assert_eq!(p.inner.head("small").await.unwrap().size, 4);
+    let big: Vec<u8> = (0..12 * MIB as usize + 77)
+        .map(|i| (i % 241) as u8)
+        .collect();
+    write_file(&fs, ROOT, "big", &big).await.unwrap();
+    assert_eq!(p.inner.open_uploads(), 0);
+    let attr = fs.lookup(ROOT, "big").await.unwrap();
+    assert_eq!(attr.size, big.len() as u64);
+    assert_eq!(read_all(&fs, attr.ino).await, big);
+    assert_eq!(fs.budget().reserved(), 0);
+}
+
+#[tokio::test]
+async fn failed_upload_is_eio_at_close_and_leaves_the_old_object() {
+    let (p, fs) = setup();
+    put(&p, "f", b"old contents").await;
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    p.fail_parts.store(true, Ordering::SeqCst);
+    let fh = fs.open(ino, wr(), PID).await.unwrap();
+    let data = vec![7u8; 11 * MIB as usize];
+    let mut failed = None;
+    for (i, chunk) in data.chunks(MIB as usize).enumerate() {
+        if let Err(e) = fs.write(fh, (i as u64) * MIB, chunk).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let close = fs.flush(fh, PID).await;
+    let err = failed.or(close.err()).expect("the failure must surface");
+    assert_eq!(err.errno(), libc::EIO);
+    let _ = fs.release(fh).await;
+    assert_eq!(
+        p.inner.get_range("f", 0..100, None).await.unwrap(),
+        &b"old contents"[..]
+    );
+    assert_eq!(
+        p.inner.open_uploads(),
+        0,
+        "the multipart upload was aborted"
+    );
+}
+
+#[tokio::test]
+async fn new_file_failing_upload_does_not_appear() {
+    let (p, fs) = setup();
+    p.fail_parts.store(true, Ordering::SeqCst);
+    let data = vec![1u8; 6 * MIB as usize];
+    assert!(write_file(&fs, ROOT, "n", &data).await.is_err());
+    assert!(p.inner.head("n").await.is_err());
+    p.fail_parts.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(fs.lookup(ROOT, "n").await, Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn close_without_data_by_a_shell_dup_does_not_commit() {
+    let (p, fs) = setup();
+    let (_, fh) = fs.create(ROOT, "log", PID).await.unwrap();
+    fs.flush(fh, PID).await.unwrap(); // `exec >log`: dup2 + close before any write
+    fs.write(fh, 0, b"line 1\n").await.unwrap();
+    fs.flush(fh, PID + 1).await.unwrap(); // a forked child closing its copy
+    fs.write(fh, 7, b"line 2\n").await.unwrap();
+    assert!(
+        p.inner.head("log").await.is_err(),
+        "not visible before the opener's close"
+    );
+    fs.flush(fh, PID).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(
+        p.inner.get_range("log", 0..100, None).await.unwrap(),
+        &b"line 1\nline 2\n"[..]
+    );
+}
+
+#[tokio::test]
+async fn touch_creates_an_empty_object_and_truncate_empties() {
+    let (p, fs) = setup();
+    let (_, fh) = fs.create(ROOT, "t", PID).await.unwrap();
+    fs.flush(fh, PID).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(p.inner.head("t").await.unwrap().size, 0);
+    put(&p, "u", b"12345").await;
+    let ino = fs.lookup(ROOT, "u").await.unwrap().ino;
+    fs.setattr(
+        ino,
+        SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.inner.head("u").await.unwrap().size, 0);
+    put(&p, "v", b"12345").await;
+    let ino = fs.lookup(ROOT, "v").await.unwrap().ino;
+    let err = fs
+        .setattr(
+            ino,
+            SetAttr {
+                size: Some(2),
+                ..SetAttr::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.errno(), libc::ENOTSUP);
+}
+
+#[tokio::test]
+async fn unsupported_writes_fail_clearly_and_change_nothing() {
+    let (p, fs) = setup();
+    put(&p, "f", b"keep me").await;
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    let fh = fs
+        .open(
+            ino,
+            OpenMode {
+                write: true,
+                ..OpenMode::default()
+            },
+            PID,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fs.write(fh, 0, b"x").await.unwrap_err().errno(),
+        libc::ENOTSUP
+    );
+    fs.release(fh).await.unwrap();
+    let fh = fs.open(ino, wr(), PID).await.unwrap();
+    fs.write(fh, 0, b"abc").await.unwrap();
+    assert_eq!(
+        fs.write(fh, 10, b"gap").await.unwrap_err().errno(),
+        libc::ENOTSUP
+    );
+    assert_eq!(
+        p.inner.get_range("f", 0..100, None).await.unwrap(),
+        &b"keep me"[..]
+    );
+    fs.release(fh).await.unwrap();
+    assert_eq!(
+        p.inner.get_range("f", 0..100, None).await.unwrap(),
+        &b"abc"[..]
+    );
+}
+
+#[tokio::test]
+async fn mkdir_rmdir_unlink_semantics() {
+    let (p, fs) = setup();
+    let d = fs.mkdir(ROOT, "d").await.unwrap();
+    assert!(p.inner.head("d/").await.is_ok(), "marker object");
+    assert_eq!(fs.mkdir(ROOT, "d").await.unwrap_err().errno(), libc::EEXIST);
+    write_file(&fs, d.ino, "f", b"x").await.unwrap();
+    assert_eq!(
+        fs.rmdir(ROOT, "d").await.unwrap_err().errno(),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        fs.unlink(ROOT, "d").await.unwrap_err().errno(),
+        libc::EISDIR
+    );
+    assert_eq!(
+        fs.rmdir(d.ino, "f").await.unwrap_err().errno(),
+        libc::ENOTDIR
+    );
+    fs.unlink(d.ino, "f").await.unwrap();
+    assert!(p.inner.head("d/f").await.is_err());
+    fs.rmdir(ROOT, "d").await.unwrap();
+    assert!(p.inner.head("d/").await.is_err());
+    assert!(matches!(fs.lookup(ROOT, "d").await, Err(FsError::NotFound)));
+    assert_eq!(
+        fs.mkdir(ROOT, &"n".repeat(256)).await.unwrap_err().errno(),
+        libc::ENAMETOOLONG
+    );
+}
+
+#[tokio::test]
+async fn read_only_refuses_every_write() {
+    let p = Arc::new(Probe::default());
+    put(&p, "f", b"x").await;
+    let fs = Fs::new(
+        p.clone(),
+        FsOptions {
+            read_only: true,
+            ..opts()
+        },
+    );
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    assert_eq!(
+        fs.create(ROOT, "n", PID).await.unwrap_err().errno(),
+        libc::EROFS
+    );
+    assert_eq!(fs.mkdir(ROOT, "d").await.unwrap_err().errno(), libc::EROFS);
+    assert_eq!(fs.unlink(ROOT, "f").await.unwrap_err().errno(), libc::EROFS);
+    assert_eq!(
+        fs.open(ino, wr(), PID).await.unwrap_err().errno(),
+        libc::EROFS
+    );
+    let trunc = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    assert_eq!(
+        fs.setattr(ino, trunc).await.unwrap_err().errno(),
+        libc::EROFS
+    );
+    assert_eq!(read_all(&fs, ino).await, b"x");
+}
+
+#[tokio::test]
+async fn cached_stat_and_negative_lookup_cost_no_requests() {
+    let (p, fs) = setup();
+    put(&p, "f", b"x").await;
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    let (h, l) = (
+        p.heads.load(Ordering::SeqCst),
+        p.lists.load(Ordering::SeqCst),
+    );
+    fs.getattr(ino).await.unwrap();
+    fs.lookup(ROOT, "f").await.unwrap();
+    assert!(fs.lookup(ROOT, "missing").await.is_err());
+    let (h2, l2) = (
+        p.heads.load(Ordering::SeqCst),
+        p.lists.load(Ordering::SeqCst),
+    );
+    assert!(fs.lookup(ROOT, "missing").await.is_err());
+    assert_eq!(
+        (
+            p.heads.load(Ordering::SeqCst),
+            p.lists.load(Ordering::SeqCst)
+        ),
+        (h2, l2),
+        "negative cache hit"
+    );
+    assert_eq!((h2, l2), (h + 1, l + 1), "only the miss went to the store");
+    // After the TTL, another client's change shows.
+    put(&p, "f", b"longer").await;
+    put(&p, "missing", b"now here").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(fs.getattr(ino).await.unwrap().size, 6);
+    assert_eq!(fs.lookup(ROOT, "missing").await.unwrap().size, 8);
+}
+
+#[tokio::test]
+async fn a_name_that_is_file_and_directory_shows_the_directory() {
+    let (p, fs) = setup();
+    put(&p, "x", b"file").await;
+    put(&p, "x/inner", b"i").await;
+    let x = fs.lookup(ROOT, "x").await.unwrap();
+    assert_eq!(x.kind, Kind::Dir);
+    assert_eq!(names(&fs, ROOT).await, [".", "..", "x"]);
+    assert_eq!(names(&fs, x.ino).await, [".", "..", "inner"]);
+}
+
+#[tokio::test]
+async fn readdirplus_counts_lookups_for_entries_it_returns() {
+    let (p, fs) = setup();
+    for i in 0..5 {
+        put(&p, &format!("f{i}"), b"x").await;
+    }
+    let fh = fs.opendir(ROOT).await.unwrap();
+    let mut seen = Vec::new();
+    fs.readdir(fh, 0, true, |off, n, a| {
+        seen.push((off, n.to_string(), a.ino));
+        seen.len() == 4 // buffer full after 3 entries
+    })
+    .await
+    .unwrap();
+    let resume = seen[2].0;
+    let mut rest = Vec::new();
+    fs.readdir(fh, resume, true, |_, n, _| {
+        rest.push(n.to_string());
+        false
+    })
+    .await
+    .unwrap();
+    assert_eq!(rest, ["f1", "f2", "f3", "f4"]);
+    fs.releasedir(fh);
+    let f0 = seen[2].2;
+    fs.forget(f0, 1);
+    assert!(
+        fs.inodes.lock().unwrap().get(f0).is_none(),
+        "forget frees the inode"
+    );
+}
+
+#[tokio::test]
+async fn file_being_written_is_listed_and_stat_shows_its_size() {
+    let (_p, fs) = setup();
+    let (a, fh) = fs.create(ROOT, "w", PID).await.unwrap();
+    fs.write(fh, 0, b"12345").await.unwrap();
+    assert!(names(&fs, ROOT).await.contains(&"w".to_string()));
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, 5);
+    assert_eq!(
+        fs.rmdir(ROOT, "w").await.unwrap_err().errno(),
+        libc::ENOTDIR
+    );
+    fs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn drain_commits_open_uploads() {
+    let (p, fs) = setup();
+    let (_, fh) = fs.create(ROOT, "pending", PID).await.unwrap();
+    fs.write(fh, 0, b"data").await.unwrap();
+    assert_eq!(fs.drain().await, 0);
+    assert_eq!(p.inner.head("pending").await.unwrap().size, 4);
+}
