@@ -201,6 +201,12 @@ impl ObjectStore for S3Store {
             }
             other => other?,
         };
+        // Some servers (s3s-fs) ignore If-Match: check the answer's ETag as well.
+        if let (Some(want), Some(got)) = (if_match, out.e_tag()) {
+            if want != got {
+                return Err(BackendError::PreconditionFailed);
+            }
+        }
         let body = out
             .body
             .collect()
