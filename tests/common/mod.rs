@@ -126,9 +126,9 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Runs `sh -c script`, returning (exit code, stdout, stderr).
+/// Runs `bash -c script`, returning (exit code, stdout, stderr).
 pub fn sh(script: &str) -> (i32, String, String) {
-    let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+    let out = std::process::Command::new("bash").arg("-c").arg(script).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

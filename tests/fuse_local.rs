@@ -1,0 +1,127 @@
+//! Real mounts of a local-directory store, driven by std::fs and real programs.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+
+use common::{local_config, sh, Mounted};
+
+fn setup() -> (tempfile::TempDir, tempfile::TempDir, Mounted) {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("existing.txt"), "from disk\n").unwrap();
+    let m = Mounted::start(&local_config(cfg.path(), root.path()), "data", &[]);
+    (root, cfg, m)
+}
+
+#[test]
+fn shell_programs_work_on_a_local_store() {
+    let (root, _cfg, m) = setup();
+    let mp = m.path.display().to_string();
+    let (code, out, err) = sh(&format!("echo hi > {mp}/x && cat {mp}/x"));
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+    assert_eq!(fs::read_to_string(root.path().join("x")).unwrap(), "hi\n");
+    assert_eq!(fs::read_to_string(m.join("existing.txt")).unwrap(), "from disk\n");
+    let (code, _, err) = sh(&format!("dd if=/dev/urandom of={mp}/r.bin bs=1M count=12 status=none && cp {mp}/r.bin {mp}/copy.bin && cmp {mp}/r.bin {mp}/copy.bin"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::metadata(root.path().join("copy.bin")).unwrap().len(), 12 << 20);
+    let (code, out, _) = sh(&format!("ls -la {mp}"));
+    assert_eq!(code, 0);
+    for name in ["existing.txt", "x", "r.bin", "copy.bin", " .", " .."] {
+        assert!(out.contains(name), "ls -la misses {name}: {out}");
+    }
+    let (code, _, err) = sh(&format!("mkdir -p {mp}/a/b/c && touch {mp}/a/b/c/f && ls {mp}/a/b/c/f"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = sh(&format!("rmdir {mp}/a"));
+    assert_ne!(code, 0);
+    assert!(err.contains("Directory not empty"), "{err}");
+    let (code, _, err) = sh(&format!("rm {mp}/a/b/c/f && rmdir {mp}/a/b/c && rm {mp}/x {mp}/copy.bin"));
+    assert_eq!(code, 0, "{err}");
+    assert!(!root.path().join("x").exists());
+    assert!(!root.path().join("a/b/c").exists());
+    assert_eq!(m.unmount(), Some(0), "clean exit after umount");
+}
+
+#[test]
+fn stat_matches_the_backing_file() {
+    let (root, _cfg, m) = setup();
+    let mut f = fs::File::create(m.join("sized")).unwrap();
+    f.write_all(&[5u8; 4321]).unwrap();
+    drop(f);
+    let st = fs::metadata(m.join("sized")).unwrap();
+    assert!(st.is_file());
+    assert_eq!(st.len(), 4321);
+    assert_eq!(st.mode() & 0o777, 0o644);
+    let disk = fs::metadata(root.path().join("existing.txt")).unwrap();
+    let seen = fs::metadata(m.join("existing.txt")).unwrap();
+    assert_eq!(seen.mtime(), disk.mtime());
+    assert!(fs::metadata(m.join("nope")).unwrap_err().kind() == std::io::ErrorKind::NotFound);
+    let st = fs::metadata(&m.path).unwrap();
+    assert!(st.is_dir());
+    let (code, out, _) = sh(&format!("df -P {}", m.path.display()));
+    assert_eq!(code, 0);
+    assert!(out.contains("rstore:data"), "{out}");
+}
+
+#[test]
+fn unsupported_operations_fail_with_a_clear_errno_and_lose_nothing() {
+    let (root, _cfg, m) = setup();
+    let mp = m.path.display().to_string();
+    // Appending to a non-empty file needs staged writes (not yet): EOPNOTSUPP.
+    let (code, _, err) = sh(&format!("echo more >> {mp}/existing.txt"));
+    assert_ne!(code, 0);
+    assert!(err.contains("not supported"), "{err}");
+    assert_eq!(fs::read_to_string(root.path().join("existing.txt")).unwrap(), "from disk\n");
+    // rename answers EXDEV, so mv copies and unlinks.
+    let (code, _, err) = sh(&format!("mv {mp}/existing.txt {mp}/moved.txt"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read_to_string(root.path().join("moved.txt")).unwrap(), "from disk\n");
+    assert!(!root.path().join("existing.txt").exists());
+    let (code, _, _) = sh(&format!("ln {mp}/moved.txt {mp}/hard"));
+    assert_ne!(code, 0);
+    let (code, _, _) = sh(&format!("ln -s moved.txt {mp}/sym"));
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn read_only_mount_refuses_every_write_with_erofs() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+    fs::write(root.path().join("f"), "keep").unwrap();
+    let m = Mounted::start(&local_config(cfg.path(), root.path()), "data", &["--read-only"]);
+    let mp = m.path.display().to_string();
+    for cmd in [
+        format!("echo x > {mp}/new"),
+        format!("echo x > {mp}/f"),
+        format!("mkdir {mp}/d"),
+        format!("rm {mp}/f"),
+        format!("truncate -s 0 {mp}/f"),
+        format!("touch {mp}/f"),
+    ] {
+        let (code, _, err) = sh(&cmd);
+        assert_ne!(code, 0, "{cmd} must fail");
+        assert!(err.contains("Read-only file system"), "{cmd}: {err}");
+    }
+    assert_eq!(fs::read_to_string(m.join("f")).unwrap(), "keep");
+    assert_eq!(fs::read_to_string(root.path().join("f")).unwrap(), "keep");
+}
+
+#[test]
+fn sigterm_finishes_and_unmounts() {
+    let (root, _cfg, m) = setup();
+    let mut f = fs::File::create(m.join("open-at-signal")).unwrap();
+    f.write_all(b"written before SIGTERM").unwrap();
+    let (code, out, _) = sh(&format!("pgrep -f 'rstore-mount.*{}'", m.path.display()));
+    assert_eq!(code, 0);
+    let pid = out.lines().next().unwrap().trim().to_string();
+    sh(&format!("kill -TERM {pid}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while common::is_mounted(&m.path) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!common::is_mounted(&m.path), "unmounted after SIGTERM");
+    assert_eq!(fs::read_to_string(root.path().join("open-at-signal")).unwrap(), "written before SIGTERM");
+    drop(f);
+}
