@@ -80,6 +80,15 @@ impl S3sServer {
         Self::serve(root, Some(port))
     }
 
+    /// Multipart uploads neither completed nor aborted (s3s-fs keeps one
+    /// `.upload-ID.json` each; it has no ListMultipartUploads).
+    pub fn open_uploads(&self) -> usize {
+        std::fs::read_dir(self.root.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".upload-"))
+            .count()
+    }
+
     pub fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
         self.root.path().join(bucket).join(key)
     }
