@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine (idempotent):
+# fuse3 for real mounts, and a Python venv with moto (S3 server) and remote-store.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v fusermount3 >/dev/null || need_apt+=(fuse3)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need_apt[*]} (run as root or: sudo apt-get install -y ${need_apt[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+[ -e /dev/fuse ] || { echo "/dev/fuse is missing: FUSE tests cannot run here" >&2; exit 1; }
+
+venv="${RSTORE_TEST_VENV:-$PWD/target/test-venv}"
+if [ ! -f "$venv/.ready" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'remote-store[s3]' 'moto[server]' boto3
+  touch "$venv/.ready"
+fi
+echo "$venv"
