@@ -108,7 +108,7 @@ fn bad_inputs_fail_fast_with_one_line() {
     let good = s3_config(d, &server.endpoint, "bkt", "");
     let cases: Vec<(String, &str)> = vec![
         (
-            format!("[backends.s3]\ntype = \"s3\"\n[stores.other]\nbackend = \"s3\"\n"),
+            "[backends.s3]\ntype = \"s3\"\n[stores.other]\nbackend = \"s3\"\n".to_string(),
             "unknown store 'data'",
         ),
         ("[stores.data]\nbackend = \n".into(), "bad.toml:2:"),
