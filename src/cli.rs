@@ -101,14 +101,10 @@ pub fn main() -> ExitCode {
 
 fn init_logging(args: &Args) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("warn,fuser=error,rstore_mount={}", args.log_level))
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,fuser=error,rstore_mount={}", args.log_level)));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 fn run(args: Args) -> Result<(), Failure> {
@@ -121,20 +117,12 @@ fn run(args: Args) -> Result<(), Failure> {
         print_stores(&registry);
         return Ok(());
     }
-    let (store, mountpoint) = (
-        args.store.clone().unwrap_or_default(),
-        args.mountpoint.clone().unwrap_or_default(),
-    );
+    let (store, mountpoint) = (args.store.clone().unwrap_or_default(), args.mountpoint.clone().unwrap_or_default());
     let resolved = registry.resolve(&store)?;
     check_mountpoint(&mountpoint)?;
     mount::check_fuse_available()?;
     let opts = fs_options(&args)?;
-    let request = MountRequest {
-        store: resolved,
-        mountpoint,
-        opts,
-        args,
-    };
+    let request = MountRequest { store: resolved, mountpoint, opts, args };
     if request.args.foreground {
         mount::run_foreground(request)
     } else {
@@ -144,17 +132,8 @@ fn run(args: Args) -> Result<(), Failure> {
 
 fn print_stores(reg: &Registry) {
     for (name, s) in &reg.stores {
-        let ty = reg
-            .backends
-            .get(&s.backend)
-            .and_then(|b| b.get("type"))
-            .and_then(|t| t.as_str())
-            .unwrap_or("?");
-        let root = if s.root_path.is_empty() {
-            "/"
-        } else {
-            &s.root_path
-        };
+        let ty = reg.backends.get(&s.backend).and_then(|b| b.get("type")).and_then(|t| t.as_str()).unwrap_or("?");
+        let root = if s.root_path.is_empty() { "/" } else { &s.root_path };
         println!("{name}\tbackend={} type={ty} root_path={root}", s.backend);
     }
 }
@@ -193,19 +172,14 @@ fn check_mountpoint(p: &Path) -> Result<(), Failure> {
 }
 
 fn parse_bytes(flag: &str, v: &str) -> Result<u64, Failure> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(v)
-        .map_err(|e| Failure(format!("--{flag} {v}: {e}")))
+    parse_size::Config::new().with_binary().parse_size(v).map_err(|e| Failure(format!("--{flag} {v}: {e}")))
 }
 
 fn parse_ttl(flag: &str, v: &str) -> Result<Option<Duration>, Failure> {
     if v == "indefinite" {
         return Ok(None);
     }
-    let secs: f64 = v
-        .parse()
-        .map_err(|_| format!("--{flag} {v}: expected seconds or \"indefinite\""))?;
+    let secs: f64 = v.parse().map_err(|_| format!("--{flag} {v}: expected seconds or \"indefinite\""))?;
     if !(0.0..=1e9).contains(&secs) {
         return Err(format!("--{flag} {v}: out of range").into());
     }
@@ -216,11 +190,7 @@ fn parse_mode(flag: &str, v: &str) -> Result<u16, Failure> {
     u16::from_str_radix(v, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| {
-            Failure(format!(
-                "--{flag} {v}: expected octal permission bits like 644"
-            ))
-        })
+        .ok_or_else(|| Failure(format!("--{flag} {v}: expected octal permission bits like 644")))
 }
 
 fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
@@ -247,12 +217,7 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
         max_window: parse_bytes("max-prefetch-window", &a.max_prefetch_window)?.max(read_part),
         ..PrefetchConfig::default()
     };
-    let max_memory = a
-        .max_memory
-        .as_deref()
-        .map(|m| parse_bytes("max-memory", m))
-        .transpose()?
-        .unwrap_or(0);
+    let max_memory = a.max_memory.as_deref().map(|m| parse_bytes("max-memory", m)).transpose()?.unwrap_or(0);
     if max_memory != 0 && max_memory < 32 * MIB {
         return Err("--max-memory must be at least 32MiB".into());
     }
@@ -261,10 +226,7 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
         owner,
         meta,
         prefetch,
-        upload: UploadConfig {
-            part_size: part,
-            ..UploadConfig::default()
-        },
+        upload: UploadConfig { part_size: part, ..UploadConfig::default() },
         max_memory,
     })
 }
@@ -279,10 +241,7 @@ mod tests {
         assert_eq!(parse_bytes("x", "1GiB").unwrap(), 1024 * MIB);
         assert!(parse_bytes("x", "lots").is_err());
         assert_eq!(parse_ttl("x", "indefinite").unwrap(), None);
-        assert_eq!(
-            parse_ttl("x", "0.5").unwrap(),
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(parse_ttl("x", "0.5").unwrap(), Some(Duration::from_millis(500)));
         assert!(parse_ttl("x", "-1").is_err());
         assert_eq!(parse_mode("x", "640").unwrap(), 0o640);
         assert!(parse_mode("x", "999").is_err());
@@ -292,18 +251,9 @@ mod tests {
     fn mountpoint_must_exist_be_a_dir_and_be_empty() {
         let d = tempfile::tempdir().unwrap();
         assert!(check_mountpoint(d.path()).is_ok());
-        assert!(check_mountpoint(&d.path().join("missing"))
-            .unwrap_err()
-            .0
-            .contains("does not exist"));
+        assert!(check_mountpoint(&d.path().join("missing")).unwrap_err().0.contains("does not exist"));
         std::fs::write(d.path().join("f"), "x").unwrap();
-        assert!(check_mountpoint(d.path())
-            .unwrap_err()
-            .0
-            .contains("not empty"));
-        assert!(check_mountpoint(&d.path().join("f"))
-            .unwrap_err()
-            .0
-            .contains("not a directory"));
+        assert!(check_mountpoint(d.path()).unwrap_err().0.contains("not empty"));
+        assert!(check_mountpoint(&d.path().join("f")).unwrap_err().0.contains("not a directory"));
     }
 }

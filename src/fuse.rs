@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::file::OpenMode;
@@ -97,11 +96,7 @@ macro_rules! name_or_reply {
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        for cap in [
-            InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_ATOMIC_O_TRUNC,
-            InitFlags::FUSE_PARALLEL_DIROPS,
-        ] {
+        for cap in [InitFlags::FUSE_DO_READDIRPLUS, InitFlags::FUSE_ATOMIC_O_TRUNC, InitFlags::FUSE_PARALLEL_DIROPS] {
             if config.add_capabilities(cap).is_err() {
                 tracing::debug!(?cap, "kernel lacks capability");
             }
@@ -162,13 +157,7 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let set = SetAttr {
-            size,
-            mtime: mtime.map(time_of),
-            mode,
-            uid,
-            gid,
-        };
+        let set = SetAttr { size, mtime: mtime.map(time_of), mode, uid, gid };
         let ttl = self.ttl;
         self.spawn(move |fs| async move {
             match fs.setattr(ino.0, set).await {
@@ -178,15 +167,7 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn mkdir(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = name_or_reply!(name, reply);
         let ttl = self.ttl;
         self.spawn(move |fs| async move {
@@ -271,14 +252,7 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn flush(
-        &self,
-        req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         let pid = req.pid();
         self.spawn(move |fs| async move { empty(reply, fs.flush(fh.0, pid).await) });
     }
@@ -296,14 +270,7 @@ impl Filesystem for FuseAdapter {
         self.spawn(move |fs| async move { empty(reply, fs.release(fh.0).await) });
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         self.spawn(move |fs| async move { empty(reply, fs.fsync(fh.0).await) });
     }
 
@@ -316,22 +283,11 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         self.spawn(move |fs| async move {
             let r = fs
                 .readdir(fh.0, offset, false, |next, name, a| {
-                    let kind = if a.kind == Kind::Dir {
-                        FileType::Directory
-                    } else {
-                        FileType::RegularFile
-                    };
+                    let kind = if a.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
                     reply.add(INodeNo(a.ino), next, kind, name)
                 })
                 .await;
@@ -342,26 +298,12 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn readdirplus(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectoryPlus,
-    ) {
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let ttl = self.ttl;
         self.spawn(move |fs| async move {
             let r = fs
                 .readdir(fh.0, offset, true, |next, name, a| {
-                    reply.add(
-                        INodeNo(a.ino),
-                        next,
-                        name,
-                        &ttl,
-                        &file_attr(a),
-                        Generation(0),
-                    )
+                    reply.add(INodeNo(a.ino), next, name, &ttl, &file_attr(a), Generation(0))
                 })
                 .await;
             match r {
@@ -371,37 +313,16 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         self.fs.releasedir(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         reply.ok(); // directory entries are written through at once
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: fuser::ReplyXattr,
-    ) {
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {
         reply.error(Errno::ENOSYS); // the kernel then stops asking (e.g. security.capability)
     }
 
@@ -411,9 +332,7 @@ impl Filesystem for FuseAdapter {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.fs.statfs();
-        reply.statfs(
-            s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
-        );
+        reply.statfs(s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -434,13 +353,7 @@ impl Filesystem for FuseAdapter {
         let (ttl, pid) = (self.ttl, req.pid());
         self.spawn(move |fs| async move {
             match fs.create(parent.0, &name, pid).await {
-                Ok((a, fh)) => reply.created(
-                    &ttl,
-                    &file_attr(&a),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
+                Ok((a, fh)) => reply.created(&ttl, &file_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno(&e)),
             }
         });

@@ -36,27 +36,20 @@ pub fn check_fuse_available() -> Result<(), Failure> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root && which("fusermount3").is_none() && which("fusermount").is_none() {
-        return Err(
-            "FUSE is not available: fusermount3 not found (install fuse3: apt-get install fuse3)"
-                .into(),
-        );
+        return Err("FUSE is not available: fusermount3 not found (install fuse3: apt-get install fuse3)".into());
     }
     Ok(())
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| p.is_file())
 }
 
 /// Opens the store and proves it usable (bucket exists, credentials accepted).
 pub async fn open_and_check(store: &ResolvedStore) -> Result<DynStore, Failure> {
     let what = describe_store(store);
-    let backend = backend::open(store)
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
+    let backend = backend::open(store).await.map_err(|e| format!("{what}: {e}"))?;
     backend.check().await.map_err(|e| {
         let why = match e {
             BackendError::NoSuchBucket(m) => m,
@@ -111,18 +104,12 @@ pub fn run_foreground(req: MountRequest) -> Result<(), Failure> {
     tracing::info!(store = %req.store.name, mountpoint = %req.mountpoint.display(), "mounted");
     let unmounter = session.unmount_callable();
     rt.spawn(handle_signals(fs, unmounter, req.mountpoint.clone()));
-    session
-        .run()
-        .map_err(|e| format!("FUSE session failed: {e}"))?;
+    session.run().map_err(|e| format!("FUSE session failed: {e}"))?;
     rt.shutdown_timeout(Duration::from_secs(5));
     Ok(())
 }
 
-type Started = (
-    tokio::runtime::Runtime,
-    Arc<Fs>,
-    fuser::Session<FuseAdapter>,
-);
+type Started = (tokio::runtime::Runtime, Arc<Fs>, fuser::Session<FuseAdapter>);
 
 fn start(req: &MountRequest) -> Result<Started, Failure> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -138,7 +125,9 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
     let session = fuser::Session::new(adapter, &req.mountpoint, &fuse_config(req)).map_err(|e| {
         let shown = req.mountpoint.display();
         match e.kind() {
-            std::io::ErrorKind::PermissionDenied => format!("cannot mount at {shown}: permission denied ({e}); is fuse3 installed and /dev/fuse accessible?"),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "cannot mount at {shown}: permission denied ({e}); is fuse3 installed and /dev/fuse accessible?"
+            ),
             _ => format!("cannot mount at {shown}: {e}"),
         }
     })?;
@@ -148,10 +137,7 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
 /// First SIGINT/SIGTERM: finish uploads, then unmount (lazily if busy). Second: exit.
 async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mountpoint: PathBuf) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -178,20 +164,14 @@ fn lazy_unmount(mountpoint: &Path) {
     };
     // SAFETY: c is a valid NUL-terminated path.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(mountpoint)
-            .status();
+        let _ = Command::new("fusermount3").arg("-uz").arg(mountpoint).status();
     }
 }
 
 /// Checks the store here (so errors print at once), then starts the mount in a
 /// background process and returns when it is live or has failed.
 pub fn run_background(req: MountRequest, _config: &Path) -> Result<(), Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(open_and_check(&req.store))?;
     drop(rt);
     let mut fds = [0i32; 2];
@@ -214,12 +194,8 @@ pub fn run_background(req: MountRequest, _config: &Path) -> Result<(), Failure> 
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let wfd = fds[1];
     let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
-        .arg("--foreground")
-        .env(READY_FD_ENV, READY_FD.to_string());
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
+    cmd.args(std::env::args_os().skip(1)).arg("--foreground").env(READY_FD_ENV, READY_FD.to_string());
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -229,9 +205,7 @@ pub fn run_background(req: MountRequest, _config: &Path) -> Result<(), Failure> 
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the mount process: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start the mount process: {e}"))?;
     drop(writer);
     let mut answer = String::new();
     let _ = reader.read_to_string(&mut answer);
@@ -250,9 +224,7 @@ struct ReadyPipe(Option<File>);
 
 impl ReadyPipe {
     fn from_env() -> Self {
-        let fd = std::env::var(READY_FD_ENV)
-            .ok()
-            .and_then(|v| v.parse::<i32>().ok());
+        let fd = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok());
         std::env::remove_var(READY_FD_ENV);
         // SAFETY: the launcher placed the pipe's write end at this descriptor for us.
         Self(fd.map(|fd| unsafe { File::from_raw_fd(fd) }))

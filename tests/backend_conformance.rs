@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::{MotoServer, S3sServer};
-use rstore_mount::backend::{
-    list_all, BackendError, DynStore, LocalStore, MemoryStore, ObjectStore, Prefixed,
-};
+use rstore_mount::backend::{list_all, BackendError, DynStore, LocalStore, MemoryStore, ObjectStore, Prefixed};
 use rstore_mount::config::{AddressingStyle, RetryConfig, S3Options, Secret};
 
 /// What a server cannot do (documented quirks), so the suite skips only those checks.
@@ -21,10 +19,7 @@ struct Quirks {
     markers: bool,
 }
 
-const FULL: Quirks = Quirks {
-    file_and_dir_coexist: true,
-    markers: true,
-};
+const FULL: Quirks = Quirks { file_and_dir_coexist: true, markers: true };
 
 async fn s3_store(endpoint: &str, bucket: &str) -> DynStore {
     let o = S3Options {
@@ -36,11 +31,7 @@ async fn s3_store(endpoint: &str, bucket: &str) -> DynStore {
         tls_ca_bundle: None,
         addressing_style: AddressingStyle::Path,
     };
-    Arc::new(
-        rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 2 })
-            .await
-            .unwrap(),
-    )
+    Arc::new(rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 2 }).await.unwrap())
 }
 
 async fn conformance(s: DynStore, q: Quirks) {
@@ -51,71 +42,36 @@ async fn conformance(s: DynStore, q: Quirks) {
     assert_eq!(meta.size, 100_000);
     let head = s.head("dir/obj.bin").await.unwrap();
     assert_eq!((head.key.as_str(), head.size), ("dir/obj.bin", 100_000));
-    let age = std::time::SystemTime::now()
-        .duration_since(head.last_modified)
-        .unwrap_or_default();
+    let age = std::time::SystemTime::now().duration_since(head.last_modified).unwrap_or_default();
     assert!(age.as_secs() < 120, "last_modified is recent: {age:?}");
-    assert_eq!(
-        s.get_range("dir/obj.bin", 0..100_000, None).await.unwrap(),
-        body
-    );
-    assert_eq!(
-        s.get_range("dir/obj.bin", 10..20, None).await.unwrap(),
-        body.slice(10..20)
-    );
-    assert_eq!(
-        s.get_range("dir/obj.bin", 99_990..200_000, None)
-            .await
-            .unwrap(),
-        body.slice(99_990..)
-    );
-    assert!(s
-        .get_range("dir/obj.bin", 100_000..100_010, None)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(s.get_range("dir/obj.bin", 0..100_000, None).await.unwrap(), body);
+    assert_eq!(s.get_range("dir/obj.bin", 10..20, None).await.unwrap(), body.slice(10..20));
+    assert_eq!(s.get_range("dir/obj.bin", 99_990..200_000, None).await.unwrap(), body.slice(99_990..));
+    assert!(s.get_range("dir/obj.bin", 100_000..100_010, None).await.unwrap().is_empty());
     assert_eq!(s.head("missing").await.unwrap_err(), BackendError::NotFound);
-    assert_eq!(
-        s.get_range("missing", 0..1, None).await.unwrap_err(),
-        BackendError::NotFound
-    );
+    assert_eq!(s.get_range("missing", 0..1, None).await.unwrap_err(), BackendError::NotFound);
     // If-Match guards reads across versions.
     if let Some(etag) = head.etag.as_deref() {
         assert!(s.get_range("dir/obj.bin", 0..10, Some(etag)).await.is_ok());
-        let err = s
-            .get_range("dir/obj.bin", 0..10, Some("\"not-the-etag\""))
-            .await
-            .unwrap_err();
+        let err = s.get_range("dir/obj.bin", 0..10, Some("\"not-the-etag\"")).await.unwrap_err();
         assert_eq!(err, BackendError::PreconditionFailed);
     }
     // empty object, overwrite
     s.put("dir/empty", Bytes::new()).await.unwrap();
     assert_eq!(s.head("dir/empty").await.unwrap().size, 0);
-    s.put("dir/empty", Bytes::from_static(b"now full"))
-        .await
-        .unwrap();
-    assert_eq!(
-        s.get_range("dir/empty", 0..100, None).await.unwrap(),
-        &b"now full"[..]
-    );
+    s.put("dir/empty", Bytes::from_static(b"now full")).await.unwrap();
+    assert_eq!(s.get_range("dir/empty", 0..100, None).await.unwrap(), &b"now full"[..]);
     // delimited listing with pagination
     for i in 0..7 {
-        s.put(&format!("list/f{i}"), Bytes::from_static(b"x"))
-            .await
-            .unwrap();
+        s.put(&format!("list/f{i}"), Bytes::from_static(b"x")).await.unwrap();
     }
     s.put("list/sub/a", Bytes::from_static(b"x")).await.unwrap();
-    s.put("list/sub2/b", Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    s.put("list/sub2/b", Bytes::from_static(b"x")).await.unwrap();
     let mut names = Vec::new();
     let mut token = None;
     let mut pages = 0;
     loop {
-        let page = s
-            .list_page("list/", Some("/"), token, Some(3))
-            .await
-            .unwrap();
+        let page = s.list_page("list/", Some("/"), token, Some(3)).await.unwrap();
         pages += 1;
         names.extend(page.objects.iter().map(|o| o.key.clone()));
         names.extend(page.prefixes.iter().cloned());
@@ -125,17 +81,7 @@ async fn conformance(s: DynStore, q: Quirks) {
         }
     }
     names.sort();
-    let want = [
-        "list/f0",
-        "list/f1",
-        "list/f2",
-        "list/f3",
-        "list/f4",
-        "list/f5",
-        "list/f6",
-        "list/sub/",
-        "list/sub2/",
-    ];
+    let want = ["list/f0", "list/f1", "list/f2", "list/f3", "list/f4", "list/f5", "list/f6", "list/sub/", "list/sub2/"];
     assert_eq!(names, want);
     assert!(pages >= 3, "paginated: {pages} pages");
     let all = list_all(&*s, "list/", None).await.unwrap();
@@ -147,44 +93,19 @@ async fn conformance(s: DynStore, q: Quirks) {
     let p2 = Bytes::from_static(b"tail");
     let c1 = s.upload_part("mp/obj", &id, 1, p1.clone()).await.unwrap();
     let c2 = s.upload_part("mp/obj", &id, 2, p2.clone()).await.unwrap();
-    assert_eq!(
-        s.head("mp/obj").await.unwrap_err(),
-        BackendError::NotFound,
-        "invisible until complete"
-    );
-    let m = s
-        .complete_multipart("mp/obj", &id, vec![c1, c2])
-        .await
-        .unwrap();
+    assert_eq!(s.head("mp/obj").await.unwrap_err(), BackendError::NotFound, "invisible until complete");
+    let m = s.complete_multipart("mp/obj", &id, vec![c1, c2]).await.unwrap();
     assert_eq!(m.size, p1.len() as u64 + 4);
-    assert_eq!(
-        s.get_range("mp/obj", 5 * 1024 * 1024..6 * 1024 * 1024, None)
-            .await
-            .unwrap(),
-        p2
-    );
+    assert_eq!(s.get_range("mp/obj", 5 * 1024 * 1024..6 * 1024 * 1024, None).await.unwrap(), p2);
     let id = s.create_multipart("mp/aborted").await.unwrap();
-    s.upload_part("mp/aborted", &id, 1, Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    s.upload_part("mp/aborted", &id, 1, Bytes::from_static(b"x")).await.unwrap();
     s.abort_multipart("mp/aborted", &id).await.unwrap();
-    assert_eq!(
-        s.head("mp/aborted").await.unwrap_err(),
-        BackendError::NotFound
-    );
+    assert_eq!(s.head("mp/aborted").await.unwrap_err(), BackendError::NotFound);
     // copy and delete
     s.copy("dir/obj.bin", "copied/obj.bin").await.unwrap();
-    assert_eq!(
-        s.get_range("copied/obj.bin", 0..100_000, None)
-            .await
-            .unwrap(),
-        body
-    );
+    assert_eq!(s.get_range("copied/obj.bin", 0..100_000, None).await.unwrap(), body);
     s.delete("copied/obj.bin").await.unwrap();
-    assert_eq!(
-        s.head("copied/obj.bin").await.unwrap_err(),
-        BackendError::NotFound
-    );
+    assert_eq!(s.head("copied/obj.bin").await.unwrap_err(), BackendError::NotFound);
     s.delete("copied/obj.bin").await.unwrap(); // idempotent
     if q.markers {
         markers(&s).await;
@@ -200,11 +121,7 @@ async fn markers(s: &DynStore) {
     s.put("marker/", Bytes::new()).await.unwrap();
     assert!(s.head("marker/").await.is_ok());
     let root = s.list_page("", Some("/"), None, None).await.unwrap();
-    assert!(
-        root.prefixes.contains(&"marker/".to_string()),
-        "{:?}",
-        root.prefixes
-    );
+    assert!(root.prefixes.contains(&"marker/".to_string()), "{:?}", root.prefixes);
     s.delete("marker/").await.unwrap();
     assert_eq!(s.head("marker/").await.unwrap_err(), BackendError::NotFound);
 }
@@ -217,20 +134,14 @@ async fn memory_backend_conforms() {
 #[tokio::test]
 async fn local_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Quirks {
-        file_and_dir_coexist: false,
-        markers: true,
-    };
+    let q = Quirks { file_and_dir_coexist: false, markers: true };
     conformance(Arc::new(LocalStore::new(dir.path()).unwrap()), q).await;
 }
 
 #[tokio::test]
 async fn prefixed_backend_conforms_and_hides_the_outside() {
     let inner: DynStore = Arc::new(MemoryStore::new());
-    inner
-        .put("outside", Bytes::from_static(b"o"))
-        .await
-        .unwrap();
+    inner.put("outside", Bytes::from_static(b"o")).await.unwrap();
     let scoped: DynStore = Arc::new(Prefixed::new(inner.clone(), "data/raw"));
     conformance(scoped.clone(), FULL).await;
     assert!(inner.head("data/raw/dir/obj.bin").await.is_ok());
@@ -241,18 +152,14 @@ async fn prefixed_backend_conforms_and_hides_the_outside() {
 #[test]
 fn s3s_fs_server_conforms() {
     let server = S3sServer::start(&["bkt"]);
-    let q = Quirks {
-        file_and_dir_coexist: false,
-        markers: false,
-    };
+    let q = Quirks { file_and_dir_coexist: false, markers: false };
     common::rt().block_on(async { conformance(s3_store(&server.endpoint, "bkt").await, q).await });
 }
 
 #[test]
 fn moto_server_conforms() {
     let server = MotoServer::start(&["bkt"]);
-    common::rt()
-        .block_on(async { conformance(s3_store(&server.endpoint, "bkt").await, FULL).await });
+    common::rt().block_on(async { conformance(s3_store(&server.endpoint, "bkt").await, FULL).await });
 }
 
 #[test]
@@ -260,10 +167,7 @@ fn s3_errors_are_classified() {
     let server = S3sServer::start(&["bkt"]);
     common::rt().block_on(async {
         let missing = s3_store(&server.endpoint, "no-such-bucket").await;
-        assert!(matches!(
-            missing.check().await.unwrap_err(),
-            BackendError::NoSuchBucket(_)
-        ));
+        assert!(matches!(missing.check().await.unwrap_err(), BackendError::NoSuchBucket(_)));
         let mut o = S3Options {
             bucket: "bkt".into(),
             endpoint_url: Some(server.endpoint.clone()),
@@ -273,22 +177,12 @@ fn s3_errors_are_classified() {
             tls_ca_bundle: None,
             addressing_style: AddressingStyle::Path,
         };
-        let bad = rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 1 })
-            .await
-            .unwrap();
+        let bad = rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 1 }).await.unwrap();
         let err = bad.check().await.unwrap_err();
         assert!(matches!(err, BackendError::AccessDenied(_)), "{err:?}");
-        assert!(
-            !format!("{err} {bad:?}").contains("wrong-secret"),
-            "secret leaked"
-        );
+        assert!(!format!("{err} {bad:?}").contains("wrong-secret"), "secret leaked");
         o.endpoint_url = Some(format!("http://127.0.0.1:{}", common::free_port()));
-        let down = rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 1 })
-            .await
-            .unwrap();
-        assert!(matches!(
-            down.check().await.unwrap_err(),
-            BackendError::Transient(_)
-        ));
+        let down = rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 1 }).await.unwrap();
+        assert!(matches!(down.check().await.unwrap_err(), BackendError::Transient(_)));
     });
 }

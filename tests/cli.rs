@@ -18,12 +18,7 @@ struct Outcome {
 
 fn run(args: &[&str], cwd: &Path) -> Outcome {
     let start = Instant::now();
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RSTORE_CONFIG")
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(args).current_dir(cwd).env_remove("RSTORE_CONFIG").output().unwrap();
     Outcome {
         code: out.status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -36,16 +31,8 @@ fn assert_one_line_failure(o: &Outcome, mountpoint: &Path, expect: &str) {
     assert_ne!(o.code, 0, "must fail: {}", o.stderr);
     let lines: Vec<&str> = o.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "exactly one line: {:?}", o.stderr);
-    assert!(
-        lines[0].starts_with("rstore-mount: error: "),
-        "{}",
-        lines[0]
-    );
-    assert!(
-        lines[0].contains(expect),
-        "{:?} should mention {expect:?}",
-        lines[0]
-    );
+    assert!(lines[0].starts_with("rstore-mount: error: "), "{}", lines[0]);
+    assert!(lines[0].contains(expect), "{:?} should mention {expect:?}", lines[0]);
     assert!(!o.stderr.contains("panicked") && !o.stderr.contains("backtrace"));
     assert!(o.took < Duration::from_secs(10), "took {:?}", o.took);
     assert!(!is_mounted(mountpoint), "nothing mounted");
@@ -77,24 +64,11 @@ fn list_prints_the_stores_and_config_is_found_in_cwd() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = s3_config(dir.path(), "http://127.0.0.1:1", "bkt", "data/raw");
     assert_eq!(cfg.file_name().unwrap(), "rstore.toml");
-    let out = Command::new(BIN)
-        .arg("--list")
-        .current_dir(dir.path())
-        .env_remove("RSTORE_CONFIG")
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("--list").current_dir(dir.path()).env_remove("RSTORE_CONFIG").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("data") && text.contains("type=s3") && text.contains("root_path=data/raw"),
-        "{text}"
-    );
-    let out = Command::new(BIN)
-        .arg("--list")
-        .current_dir("/")
-        .env("RSTORE_CONFIG", &cfg)
-        .output()
-        .unwrap();
+    assert!(text.contains("data") && text.contains("type=s3") && text.contains("root_path=data/raw"), "{text}");
+    let out = Command::new(BIN).arg("--list").current_dir("/").env("RSTORE_CONFIG", &cfg).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("backend=s3"));
 }
 
@@ -107,38 +81,19 @@ fn bad_inputs_fail_fast_with_one_line() {
     std::fs::create_dir(&mp).unwrap();
     let good = s3_config(d, &server.endpoint, "bkt", "");
     let cases: Vec<(String, &str)> = vec![
-        (
-            "[backends.s3]\ntype = \"s3\"\n[stores.other]\nbackend = \"s3\"\n".to_string(),
-            "unknown store 'data'",
-        ),
+        ("[backends.s3]\ntype = \"s3\"\n[stores.other]\nbackend = \"s3\"\n".to_string(), "unknown store 'data'"),
         ("[stores.data]\nbackend = \n".into(), "bad.toml:2:"),
+        ("[backends.b]\ntype = \"sftp\"\n[stores.data]\nbackend = \"b\"\n".into(), "'sftp'"),
+        (std::fs::read_to_string(&good).unwrap().replace("bucket = \"bkt\"", "bucket = \"missing\""), "does not exist"),
+        (std::fs::read_to_string(&good).unwrap().replace(common::SECRET_KEY, "wrong-secret"), "access denied"),
         (
-            "[backends.b]\ntype = \"sftp\"\n[stores.data]\nbackend = \"b\"\n".into(),
-            "'sftp'",
-        ),
-        (
-            std::fs::read_to_string(&good)
-                .unwrap()
-                .replace("bucket = \"bkt\"", "bucket = \"missing\""),
-            "does not exist",
-        ),
-        (
-            std::fs::read_to_string(&good)
-                .unwrap()
-                .replace(common::SECRET_KEY, "wrong-secret"),
-            "access denied",
-        ),
-        (
-            std::fs::read_to_string(&good)
-                .unwrap()
-                .replace(common::ACCESS_KEY, "${UNSET_VAR_FOR_TEST}"),
+            std::fs::read_to_string(&good).unwrap().replace(common::ACCESS_KEY, "${UNSET_VAR_FOR_TEST}"),
             "UNSET_VAR_FOR_TEST",
         ),
         (
-            std::fs::read_to_string(&good).unwrap().replace(
-                &server.endpoint,
-                &format!("http://127.0.0.1:{}", common::free_port()),
-            ),
+            std::fs::read_to_string(&good)
+                .unwrap()
+                .replace(&server.endpoint, &format!("http://127.0.0.1:{}", common::free_port())),
             "cannot reach the server",
         ),
     ];
@@ -147,10 +102,7 @@ fn bad_inputs_fail_fast_with_one_line() {
         std::fs::write(&bad, &text).unwrap();
         let o = run(&["--config", s(&bad), "data", s(&mp)], d);
         assert_one_line_failure(&o, &mp, expect);
-        assert!(
-            !o.stderr.contains("wrong-secret") && !o.stderr.contains(common::SECRET_KEY),
-            "secret leaked"
-        );
+        assert!(!o.stderr.contains("wrong-secret") && !o.stderr.contains(common::SECRET_KEY), "secret leaked");
     }
     let o = run(&["--config", s(&d.join("nope.toml")), "data", s(&mp)], d);
     assert_one_line_failure(&o, &mp, "nope.toml");
@@ -163,4 +115,23 @@ fn bad_inputs_fail_fast_with_one_line() {
     assert_one_line_failure(&o, &mp, "not a directory");
     let o = run(&["data", s(&mp)], Path::new("/"));
     assert_ne!(o.code, 0);
+}
+
+#[test]
+fn missing_fuse_device_says_to_install_fuse3() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::local_config(dir.path(), root.path());
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    // A private mount namespace whose /dev has no fuse device.
+    let script = format!("mount -t tmpfs none /dev && exec {BIN} --config {} data {}", s(&cfg), s(&mp));
+    let start = Instant::now();
+    let out = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    let o = Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took: start.elapsed(),
+    };
+    assert_one_line_failure(&o, &mp, "install fuse3");
 }

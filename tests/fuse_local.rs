@@ -23,31 +23,21 @@ fn shell_programs_work_on_a_local_store() {
     let (code, out, err) = sh(&format!("echo hi > {mp}/x && cat {mp}/x"));
     assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
     assert_eq!(fs::read_to_string(root.path().join("x")).unwrap(), "hi\n");
-    assert_eq!(
-        fs::read_to_string(m.join("existing.txt")).unwrap(),
-        "from disk\n"
-    );
+    assert_eq!(fs::read_to_string(m.join("existing.txt")).unwrap(), "from disk\n");
     let (code, _, err) = sh(&format!("dd if=/dev/urandom of={mp}/r.bin bs=1M count=12 status=none && cp {mp}/r.bin {mp}/copy.bin && cmp {mp}/r.bin {mp}/copy.bin"));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        fs::metadata(root.path().join("copy.bin")).unwrap().len(),
-        12 << 20
-    );
+    assert_eq!(fs::metadata(root.path().join("copy.bin")).unwrap().len(), 12 << 20);
     let (code, out, _) = sh(&format!("ls -la {mp}"));
     assert_eq!(code, 0);
     for name in ["existing.txt", "x", "r.bin", "copy.bin", " .", " .."] {
         assert!(out.contains(name), "ls -la misses {name}: {out}");
     }
-    let (code, _, err) = sh(&format!(
-        "mkdir -p {mp}/a/b/c && touch {mp}/a/b/c/f && ls {mp}/a/b/c/f"
-    ));
+    let (code, _, err) = sh(&format!("mkdir -p {mp}/a/b/c && touch {mp}/a/b/c/f && ls {mp}/a/b/c/f"));
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = sh(&format!("rmdir {mp}/a"));
     assert_ne!(code, 0);
     assert!(err.contains("Directory not empty"), "{err}");
-    let (code, _, err) = sh(&format!(
-        "rm {mp}/a/b/c/f && rmdir {mp}/a/b/c && rm {mp}/x {mp}/copy.bin"
-    ));
+    let (code, _, err) = sh(&format!("rm {mp}/a/b/c/f && rmdir {mp}/a/b/c && rm {mp}/x {mp}/copy.bin"));
     assert_eq!(code, 0, "{err}");
     assert!(!root.path().join("x").exists());
     assert!(!root.path().join("a/b/c").exists());
@@ -83,17 +73,11 @@ fn unsupported_operations_fail_with_a_clear_errno_and_lose_nothing() {
     let (code, _, err) = sh(&format!("echo more >> {mp}/existing.txt"));
     assert_ne!(code, 0);
     assert!(err.contains("not supported"), "{err}");
-    assert_eq!(
-        fs::read_to_string(root.path().join("existing.txt")).unwrap(),
-        "from disk\n"
-    );
+    assert_eq!(fs::read_to_string(root.path().join("existing.txt")).unwrap(), "from disk\n");
     // rename answers EXDEV, so mv copies and unlinks.
     let (code, _, err) = sh(&format!("mv {mp}/existing.txt {mp}/moved.txt"));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        fs::read_to_string(root.path().join("moved.txt")).unwrap(),
-        "from disk\n"
-    );
+    assert_eq!(fs::read_to_string(root.path().join("moved.txt")).unwrap(), "from disk\n");
     assert!(!root.path().join("existing.txt").exists());
     let (code, _, _) = sh(&format!("ln {mp}/moved.txt {mp}/hard"));
     assert_ne!(code, 0);
@@ -106,11 +90,7 @@ fn read_only_mount_refuses_every_write_with_erofs() {
     let root = tempfile::tempdir().unwrap();
     let cfg = tempfile::tempdir().unwrap();
     fs::write(root.path().join("f"), "keep").unwrap();
-    let m = Mounted::start(
-        &local_config(cfg.path(), root.path()),
-        "data",
-        &["--read-only"],
-    );
+    let m = Mounted::start(&local_config(cfg.path(), root.path()), "data", &["--read-only"]);
     let mp = m.path.display().to_string();
     for cmd in [
         format!("echo x > {mp}/new"),
@@ -142,9 +122,6 @@ fn sigterm_finishes_and_unmounts() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(!common::is_mounted(&m.path), "unmounted after SIGTERM");
-    assert_eq!(
-        fs::read_to_string(root.path().join("open-at-signal")).unwrap(),
-        "written before SIGTERM"
-    );
+    assert_eq!(fs::read_to_string(root.path().join("open-at-signal")).unwrap(), "written before SIGTERM");
     drop(f);
 }

@@ -16,11 +16,7 @@ const ROOT: &str = "data/raw";
 fn large_file_round_trips_and_is_identical_in_the_bucket() {
     let server = S3sServer::start(&[BUCKET]);
     let cfg = tempfile::tempdir().unwrap();
-    let m = Mounted::start(
-        &s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT),
-        "data",
-        &[],
-    );
+    let m = Mounted::start(&s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT), "data", &[]);
     let src = cfg.path().join("src.bin");
     let data = common::pattern(300 << 20, 7);
     fs::write(&src, &data).unwrap();
@@ -36,9 +32,7 @@ fn large_file_round_trips_and_is_identical_in_the_bucket() {
     let stored = fs::read(server.object_path(BUCKET, "data/raw/big.bin")).unwrap();
     assert_eq!(common::sha256(&stored), want, "object in the bucket");
     drop(stored);
-    let (code, out, _) = sh(&format!(
-        "dd if={mp}/big.bin bs=1M skip=150 count=1 status=none | wc -c"
-    ));
+    let (code, out, _) = sh(&format!("dd if={mp}/big.bin bs=1M skip=150 count=1 status=none | wc -c"));
     assert_eq!((code, out.trim()), (0, "1048576"));
     assert_eq!(server.open_uploads(), 0);
 }
@@ -46,113 +40,60 @@ fn large_file_round_trips_and_is_identical_in_the_bucket() {
 #[test]
 fn objects_from_other_clients_appear_and_outside_root_is_invisible() {
     let server = S3sServer::start(&[BUCKET]);
-    put_object(
-        &server.endpoint,
-        BUCKET,
-        "data/raw/ext/file1.txt",
-        b"external bytes",
-    );
-    put_object(
-        &server.endpoint,
-        BUCKET,
-        "data/rawish.txt",
-        b"sibling prefix",
-    );
+    put_object(&server.endpoint, BUCKET, "data/raw/ext/file1.txt", b"external bytes");
+    put_object(&server.endpoint, BUCKET, "data/rawish.txt", b"sibling prefix");
     put_object(&server.endpoint, BUCKET, "outside.txt", b"no");
     let cfg = tempfile::tempdir().unwrap();
-    let m = Mounted::start(
-        &s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT),
-        "data",
-        &[],
-    );
-    assert_eq!(
-        fs::read_to_string(m.join("ext/file1.txt")).unwrap(),
-        "external bytes"
-    );
+    let m = Mounted::start(&s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT), "data", &[]);
+    assert_eq!(fs::read_to_string(m.join("ext/file1.txt")).unwrap(), "external bytes");
     let st = fs::metadata(m.join("ext/file1.txt")).unwrap();
     assert_eq!(st.len(), 14);
-    let age = SystemTime::now()
-        .duration_since(st.modified().unwrap())
-        .unwrap_or_default();
-    assert!(
-        age < Duration::from_secs(120),
-        "mtime is the object's LastModified: {age:?}"
-    );
-    let names: Vec<String> = fs::read_dir(&m.path)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let age = SystemTime::now().duration_since(st.modified().unwrap()).unwrap_or_default();
+    assert!(age < Duration::from_secs(120), "mtime is the object's LastModified: {age:?}");
+    let names: Vec<String> =
+        fs::read_dir(&m.path).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, ["ext"]);
     assert!(fs::metadata(m.join("outside.txt")).is_err());
     // A later write by another client shows after the metadata TTL.
     put_object(&server.endpoint, BUCKET, "data/raw/ext/file2.txt", b"later");
     std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(
-        fs::read_to_string(m.join("ext/file2.txt")).unwrap(),
-        "later"
-    );
+    assert_eq!(fs::read_to_string(m.join("ext/file2.txt")).unwrap(), "later");
 }
 
 #[test]
 fn programs_behave_as_on_ext4() {
     let server = S3sServer::start(&[BUCKET]);
     let cfg = tempfile::tempdir().unwrap();
-    let m = Mounted::start(
-        &s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT),
-        "data",
-        &[],
-    );
+    let m = Mounted::start(&s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT), "data", &[]);
     let mp = m.path.display().to_string();
     let (code, out, err) = sh(&format!("echo hi > {mp}/x && cat {mp}/x"));
     assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
-    assert_eq!(
-        get_object(&server.endpoint, BUCKET, "data/raw/x").unwrap(),
-        b"hi\n"
-    );
-    let (code, _, err) = sh(&format!(
-        "mkdir -p {mp}/a/b/c && echo deep > {mp}/a/b/c/f && ls -la {mp}/a/b/c"
-    ));
+    assert_eq!(get_object(&server.endpoint, BUCKET, "data/raw/x").unwrap(), b"hi\n");
+    let (code, _, err) = sh(&format!("mkdir -p {mp}/a/b/c && echo deep > {mp}/a/b/c/f && ls -la {mp}/a/b/c"));
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = sh(&format!("rmdir {mp}/a"));
     assert!(code != 0 && err.contains("Directory not empty"), "{err}");
     let (code, out, _) = sh(&format!("stat -c '%s %F %a' {mp}/a/b/c/f {mp}/a"));
-    assert_eq!(
-        (code, out.as_str()),
-        (0, "5 regular file 644\n0 directory 755\n")
-    );
-    let (code, _, err) = sh(&format!(
-        "dd if=/dev/zero of={mp}/z bs=64k count=100 status=none && rm {mp}/x {mp}/z"
-    ));
+    assert_eq!((code, out.as_str()), (0, "5 regular file 644\n0 directory 755\n"));
+    let (code, _, err) = sh(&format!("dd if=/dev/zero of={mp}/z bs=64k count=100 status=none && rm {mp}/x {mp}/z"));
     assert_eq!(code, 0, "{err}");
     assert!(get_object(&server.endpoint, BUCKET, "data/raw/x").is_none());
     let (code, _, err) = sh(&format!("cat {mp}/x"));
     assert!(code != 0 && err.contains("No such file"), "{err}");
-    assert_eq!(
-        list_keys(&server.endpoint, BUCKET, "data/raw/"),
-        ["data/raw/a/b/c/f"]
-    );
+    assert_eq!(list_keys(&server.endpoint, BUCKET, "data/raw/"), ["data/raw/a/b/c/f"]);
 }
 
 #[test]
 fn server_failure_mid_write_is_eio_at_close_and_no_partial_object() {
     let mut server = S3sServer::start(&[BUCKET]);
-    put_object(
-        &server.endpoint,
-        BUCKET,
-        "data/raw/victim.bin",
-        b"old version",
-    );
+    put_object(&server.endpoint, BUCKET, "data/raw/victim.bin", b"old version");
     let cfg = tempfile::tempdir().unwrap();
     let m = Mounted::start(
         &s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT),
         "data",
         &["--write-part-size", "5M", "--metadata-ttl", "0"],
     );
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(m.join("victim.bin"))
-        .unwrap();
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(m.join("victim.bin")).unwrap();
     let chunk = vec![9u8; 1 << 20];
     for _ in 0..12 {
         f.write_all(&chunk).unwrap(); // two parts are on their way
@@ -170,73 +111,44 @@ fn server_failure_mid_write_is_eio_at_close_and_no_partial_object() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     drop(f);
     let server = server.restart();
-    assert_eq!(
-        get_object(&server.endpoint, BUCKET, "data/raw/victim.bin").unwrap(),
-        b"old version"
-    );
+    assert_eq!(get_object(&server.endpoint, BUCKET, "data/raw/victim.bin").unwrap(), b"old version");
     m.unmount();
+    assert_eq!(server.open_uploads(), 0, "the abort was retried once the server came back");
 }
 
 #[test]
 fn moto_markers_and_implicit_directories() {
     let server = MotoServer::start(&[BUCKET]);
-    put_object(
-        &server.endpoint,
-        BUCKET,
-        "data/raw/implicit/deep/f.txt",
-        b"x",
-    );
+    put_object(&server.endpoint, BUCKET, "data/raw/implicit/deep/f.txt", b"x");
     put_object(&server.endpoint, BUCKET, "data/raw/marked/", b"");
     let cfg = tempfile::tempdir().unwrap();
-    let m = Mounted::start(
-        &s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT),
-        "data",
-        &[],
-    );
+    let m = Mounted::start(&s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT), "data", &[]);
     let mp = m.path.display().to_string();
     let (code, out, _) = sh(&format!("ls {mp}; ls {mp}/marked | wc -l"));
     assert_eq!((code, out.as_str()), (0, "implicit\nmarked\n0\n"));
     assert!(fs::metadata(m.join("implicit/deep")).unwrap().is_dir());
     fs::create_dir(m.join("newdir")).unwrap();
-    assert!(
-        list_keys(&server.endpoint, BUCKET, "data/raw/").contains(&"data/raw/newdir/".to_string())
-    );
+    assert!(list_keys(&server.endpoint, BUCKET, "data/raw/").contains(&"data/raw/newdir/".to_string()));
     fs::write(m.join("newdir/inside"), "i").unwrap();
-    assert_eq!(
-        fs::remove_dir(m.join("newdir")).unwrap_err().raw_os_error(),
-        Some(libc::ENOTEMPTY)
-    );
+    assert_eq!(fs::remove_dir(m.join("newdir")).unwrap_err().raw_os_error(), Some(libc::ENOTEMPTY));
     fs::remove_file(m.join("newdir/inside")).unwrap();
     fs::remove_dir(m.join("newdir")).unwrap();
     fs::remove_dir(m.join("marked")).unwrap();
     let keys = list_keys(&server.endpoint, BUCKET, "data/raw/");
     assert_eq!(keys, ["data/raw/implicit/deep/f.txt"]);
-    assert_eq!(
-        fs::metadata(m.join("implicit/deep/f.txt")).unwrap().size(),
-        1
-    );
+    assert_eq!(fs::metadata(m.join("implicit/deep/f.txt")).unwrap().size(), 1);
 }
 
 #[test]
 fn moto_odd_keys_are_skipped_safely() {
     let server = MotoServer::start(&[BUCKET]);
-    for key in [
-        "data/raw/ok.txt",
-        "data/raw/a//b",
-        "data/raw/./dot",
-        "data/raw/../up",
-        "data/raw/with-body/",
-    ] {
+    for key in ["data/raw/ok.txt", "data/raw/a//b", "data/raw/./dot", "data/raw/../up", "data/raw/with-body/"] {
         put_object(&server.endpoint, BUCKET, key, b"body");
     }
     let long = format!("data/raw/{}", "L".repeat(300));
     put_object(&server.endpoint, BUCKET, &long, b"long");
     let cfg = tempfile::tempdir().unwrap();
-    let m = Mounted::start(
-        &s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT),
-        "data",
-        &[],
-    );
+    let m = Mounted::start(&s3_config(cfg.path(), &server.endpoint, BUCKET, ROOT), "data", &[]);
     let (code, out, err) = sh(&format!("ls -a {}", m.path.display()));
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, ".\n..\na\nok.txt\nwith-body\n");

@@ -30,17 +30,8 @@ fn remote_store_and_the_mount_read_each_others_files() {
     let blob = common::pattern(9 << 20, 3);
     fs::create_dir(m.join("from-mount")).unwrap();
     fs::write(m.join("from-mount/blob.bin"), &blob).unwrap();
-    let out = Command::new(venv_bin("python"))
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "remote-store failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(venv_bin("python")).arg("-c").arg(SCRIPT).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "remote-store failed: {}", String::from_utf8_lossy(&out.stderr));
     let answer = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(answer, format!("{} {}", blob.len(), common::sha256(&blob)));
     let expected: Vec<u8> = (0..=255u8).cycle().take(256 * 4096).collect();

@@ -32,11 +32,7 @@ impl LocalStore {
             .prefix("rstore-local-uploads")
             .tempdir()
             .map_err(|e| format!("cannot create a temp dir for uploads: {e}"))?;
-        Ok(Self {
-            root: root.to_path_buf(),
-            uploads,
-            next_id: AtomicU64::new(1),
-        })
+        Ok(Self { root: root.to_path_buf(), uploads, next_id: AtomicU64::new(1) })
     }
 
     /// Maps a key to a path, refusing keys that could escape the root.
@@ -48,9 +44,7 @@ impl LocalStore {
         }
         for seg in trimmed.split('/') {
             if seg.is_empty() || seg == "." || seg == ".." || seg.contains('\0') {
-                return Err(BackendError::InvalidInput(format!(
-                    "key {key:?} has no file path"
-                )));
+                return Err(BackendError::InvalidInput(format!("key {key:?} has no file path")));
             }
             path.push(seg);
         }
@@ -66,9 +60,9 @@ fn io_err(e: io::Error) -> BackendError {
     match e.kind() {
         io::ErrorKind::NotFound => BackendError::NotFound,
         io::ErrorKind::PermissionDenied => BackendError::AccessDenied(e.to_string()),
-        io::ErrorKind::NotADirectory
-        | io::ErrorKind::IsADirectory
-        | io::ErrorKind::AlreadyExists => BackendError::InvalidInput(e.to_string()),
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory | io::ErrorKind::AlreadyExists => {
+            BackendError::InvalidInput(e.to_string())
+        }
         _ => BackendError::Other(e.to_string()),
     }
 }
@@ -76,12 +70,7 @@ fn io_err(e: io::Error) -> BackendError {
 fn meta_of(key: String, m: &fs::Metadata) -> ObjectMeta {
     let size = if m.is_dir() { 0 } else { m.len() };
     ObjectMeta {
-        etag: Some(format!(
-            "\"{:x}-{:x}-{:x}\"",
-            m.ino(),
-            size,
-            m.mtime_nsec() + m.mtime() * 1_000_000_000
-        )),
+        etag: Some(format!("\"{:x}-{:x}-{:x}\"", m.ino(), size, m.mtime_nsec() + m.mtime() * 1_000_000_000)),
         key,
         size,
         last_modified: m.modified().unwrap_or(std::time::UNIX_EPOCH),
@@ -89,37 +78,23 @@ fn meta_of(key: String, m: &fs::Metadata) -> ObjectMeta {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BackendError::Other(format!("blocking task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| BackendError::Other(format!("blocking task failed: {e}")))?
 }
 
 /// Writes `fill`'s output to a temp file beside `dest`, then renames it into place.
 fn write_atomic(dest: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
-    let parent = dest
-        .parent()
-        .ok_or_else(|| BackendError::InvalidInput("no parent".into()))?;
+    let parent = dest.parent().ok_or_else(|| BackendError::InvalidInput("no parent".into()))?;
     fs::create_dir_all(parent).map_err(io_err)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".rstore-tmp")
-        .tempfile_in(parent)
-        .map_err(io_err)?;
+    let mut tmp = tempfile::Builder::new().prefix(".rstore-tmp").tempfile_in(parent).map_err(io_err)?;
     fill(tmp.as_file_mut()).map_err(io_err)?;
     // Temp files are created 0600; objects are ordinary files.
-    let _ = tmp
-        .as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let _ = tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     tmp.persist(dest).map_err(|e| io_err(e.error))?;
     Ok(())
 }
 
 /// Every key under `dir` (files, and empty directories as `name/` markers), unsorted.
-fn walk(
-    dir: &Path,
-    key_prefix: &str,
-    recursive: bool,
-    out: &mut Vec<(String, ObjectMeta)>,
-) -> io::Result<()> {
+fn walk(dir: &Path, key_prefix: &str, recursive: bool, out: &mut Vec<(String, ObjectMeta)>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
@@ -162,12 +137,7 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes> {
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
         let path = self.path(key)?;
         let if_match = if_match.map(str::to_string);
         blocking(move || {
@@ -205,23 +175,13 @@ impl ObjectStore for LocalStore {
             let mut keys = Vec::new();
             match walk(&dir, &dir_key, recursive, &mut keys) {
                 Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                    ) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
                 Err(e) => return Err(io_err(e)),
             }
             keys.sort_by(|a, b| a.0.cmp(&b.0));
             let iter = keys.iter().map(|(k, m)| (k, m.clone()));
             let max = max_keys.unwrap_or(1000).max(1) as usize;
-            Ok(list_sorted(
-                iter,
-                &prefix,
-                delimiter.as_deref(),
-                token.as_deref(),
-                max,
-            ))
+            Ok(list_sorted(iter, &prefix, delimiter.as_deref(), token.as_deref(), max))
         })
         .await
     }
@@ -247,33 +207,19 @@ impl ObjectStore for LocalStore {
         Ok(id)
     }
 
-    async fn upload_part(
-        &self,
-        _key: &str,
-        id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<CompletedPart> {
+    async fn upload_part(&self, _key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
         let dir = self.upload_dir(id);
         blocking(move || {
             if !dir.is_dir() {
                 return Err(BackendError::NotFound);
             }
             fs::write(dir.join(number.to_string()), &body).map_err(io_err)?;
-            Ok(CompletedPart {
-                number,
-                etag: format!("\"p{number}\""),
-            })
+            Ok(CompletedPart { number, etag: format!("\"p{number}\"") })
         })
         .await
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<ObjectMeta> {
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
         let (path, key, dir) = (self.path(key)?, key.to_string(), self.upload_dir(id));
         blocking(move || {
             write_atomic(&path, |out| {
@@ -309,19 +255,10 @@ impl ObjectStore for LocalStore {
     async fn delete(&self, key: &str) -> Result<()> {
         let (path, is_dir) = (self.path(key)?, key.ends_with('/'));
         blocking(move || {
-            let r = if is_dir {
-                fs::remove_dir(&path)
-            } else {
-                fs::remove_file(&path)
-            };
+            let r = if is_dir { fs::remove_dir(&path) } else { fs::remove_file(&path) };
             match r {
                 // S3 deletes are idempotent; a non-empty dir keeps its implicit existence.
-                Err(e)
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
-                    ) =>
-                {
+                Err(e) if !matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty) => {
                     Err(io_err(e))
                 }
                 _ => Ok(()),

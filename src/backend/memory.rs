@@ -48,10 +48,7 @@ impl MemoryStore {
             last_modified: SystemTime::now(),
             etag: Some(format!("\"m{id}\"")),
         };
-        let obj = Object {
-            body,
-            meta: meta.clone(),
-        };
+        let obj = Object { body, meta: meta.clone() };
         self.objects.lock().unwrap().insert(key.to_string(), obj);
         meta
     }
@@ -118,12 +115,7 @@ impl ObjectStore for MemoryStore {
         Ok(self.get(key)?.meta)
     }
 
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes> {
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
         let obj = self.get(key)?;
         if if_match.is_some_and(|e| obj.meta.etag.as_deref() != Some(e)) {
             return Err(BackendError::PreconditionFailed);
@@ -151,46 +143,24 @@ impl ObjectStore for MemoryStore {
 
     async fn create_multipart(&self, _key: &str) -> Result<String> {
         let id = format!("u{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.uploads
-            .lock()
-            .unwrap()
-            .insert(id.clone(), BTreeMap::new());
+        self.uploads.lock().unwrap().insert(id.clone(), BTreeMap::new());
         Ok(id)
     }
 
-    async fn upload_part(
-        &self,
-        _key: &str,
-        id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<CompletedPart> {
+    async fn upload_part(&self, _key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
         let mut uploads = self.uploads.lock().unwrap();
         let parts = uploads.get_mut(id).ok_or(BackendError::NotFound)?;
         parts.insert(number, body);
-        Ok(CompletedPart {
-            number,
-            etag: format!("\"p{number}\""),
-        })
+        Ok(CompletedPart { number, etag: format!("\"p{number}\"") })
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<ObjectMeta> {
-        let stored = self
-            .uploads
-            .lock()
-            .unwrap()
-            .remove(id)
-            .ok_or(BackendError::NotFound)?;
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        let stored = self.uploads.lock().unwrap().remove(id).ok_or(BackendError::NotFound)?;
         let mut body = BytesMut::new();
         for p in &parts {
-            let chunk = stored.get(&p.number).ok_or_else(|| {
-                BackendError::InvalidInput(format!("part {} was never uploaded", p.number))
-            })?;
+            let chunk = stored
+                .get(&p.number)
+                .ok_or_else(|| BackendError::InvalidInput(format!("part {} was never uploaded", p.number)))?;
             body.extend_from_slice(chunk);
         }
         Ok(self.insert(key, body.freeze()))

@@ -80,12 +80,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn head(&self, key: &str) -> Result<ObjectMeta>;
     /// Bytes in `range` (clamped to the object's end). `if_match` guards against
     /// mixing two versions of an object in one read.
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes>;
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes>;
     async fn list_page(
         &self,
         prefix: &str,
@@ -95,19 +90,8 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     ) -> Result<ListPage>;
     async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta>;
     async fn create_multipart(&self, key: &str) -> Result<String>;
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<CompletedPart>;
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<ObjectMeta>;
+    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes) -> Result<CompletedPart>;
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     async fn copy(&self, src: &str, dst: &str) -> Result<()>;
     async fn delete(&self, key: &str) -> Result<()>;
@@ -122,19 +106,11 @@ pub async fn open(store: &ResolvedStore) -> std::result::Result<DynStore, String
         BackendKind::Local { root } => Arc::new(LocalStore::new(root)?),
         BackendKind::S3(opts) => Arc::new(S3Store::new(opts, &store.backend.retry).await?),
     };
-    Ok(if store.root_path.is_empty() {
-        inner
-    } else {
-        Arc::new(Prefixed::new(inner, &store.root_path))
-    })
+    Ok(if store.root_path.is_empty() { inner } else { Arc::new(Prefixed::new(inner, &store.root_path)) })
 }
 
 /// Reads a whole listing under `prefix` (all pages).
-pub async fn list_all(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    delimiter: Option<&str>,
-) -> Result<ListPage> {
+pub async fn list_all(store: &dyn ObjectStore, prefix: &str, delimiter: Option<&str>) -> Result<ListPage> {
     let mut all = ListPage::default();
     let mut token = None;
     loop {

@@ -17,10 +17,7 @@ pub struct Prefixed {
 
 impl Prefixed {
     pub fn new(inner: DynStore, root_path: &str) -> Self {
-        Self {
-            inner,
-            prefix: format!("{}/", root_path.trim_end_matches('/')),
-        }
+        Self { inner, prefix: format!("{}/", root_path.trim_end_matches('/')) }
     }
 
     fn full(&self, key: &str) -> String {
@@ -40,18 +37,10 @@ impl ObjectStore for Prefixed {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        self.inner
-            .head(&self.full(key))
-            .await
-            .map(|m| self.strip(m))
+        self.inner.head(&self.full(key)).await.map(|m| self.strip(m))
     }
 
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes> {
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
         self.inner.get_range(&self.full(key), range, if_match).await
     }
 
@@ -62,53 +51,27 @@ impl ObjectStore for Prefixed {
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage> {
-        let mut page = self
-            .inner
-            .list_page(&self.full(prefix), delimiter, token, max_keys)
-            .await?;
+        let mut page = self.inner.list_page(&self.full(prefix), delimiter, token, max_keys).await?;
         page.objects = page.objects.into_iter().map(|m| self.strip(m)).collect();
         let n = self.prefix.len();
-        page.prefixes = page
-            .prefixes
-            .into_iter()
-            .map(|p| p[n.min(p.len())..].to_string())
-            .collect();
+        page.prefixes = page.prefixes.into_iter().map(|p| p[n.min(p.len())..].to_string()).collect();
         Ok(page)
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
-        self.inner
-            .put(&self.full(key), body)
-            .await
-            .map(|m| self.strip(m))
+        self.inner.put(&self.full(key), body).await.map(|m| self.strip(m))
     }
 
     async fn create_multipart(&self, key: &str) -> Result<String> {
         self.inner.create_multipart(&self.full(key)).await
     }
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<CompletedPart> {
-        self.inner
-            .upload_part(&self.full(key), id, number, body)
-            .await
+    async fn upload_part(&self, key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
+        self.inner.upload_part(&self.full(key), id, number, body).await
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<ObjectMeta> {
-        self.inner
-            .complete_multipart(&self.full(key), id, parts)
-            .await
-            .map(|m| self.strip(m))
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        self.inner.complete_multipart(&self.full(key), id, parts).await.map(|m| self.strip(m))
     }
 
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {

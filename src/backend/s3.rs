@@ -41,8 +41,11 @@ impl S3Store {
         if let Some(ep) = &o.endpoint_url {
             loader = loader.endpoint_url(ep);
         }
-        if let (Some(k), Some(s)) = (&o.key, &o.secret) {
-            let creds = Credentials::new(k.expose(), s.expose(), None, None, "remote-store-config");
+        // A key means static credentials (an empty secret then fails loudly at the
+        // check, as in remote-store); no key means the AWS default chain.
+        if let Some(k) = &o.key {
+            let secret = o.secret.as_ref().map_or("", |s| s.expose());
+            let creds = Credentials::new(k.expose(), secret, None, None, "remote-store-config");
             loader = loader.credentials_provider(creds);
         }
         if let Some(ca) = &o.tls_ca_bundle {
@@ -52,11 +55,7 @@ impl S3Store {
         let conf = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(o.addressing_style == AddressingStyle::Path)
             .build();
-        Ok(Self {
-            client: Client::from_conf(conf),
-            bucket: o.bucket.clone(),
-            check_timeout: Duration::from_secs(8),
-        })
+        Ok(Self { client: Client::from_conf(conf), bucket: o.bucket.clone(), check_timeout: Duration::from_secs(8) })
     }
 }
 
@@ -68,9 +67,7 @@ fn https_with_ca(path: &std::path::Path) -> std::result::Result<SharedHttpClient
     let pem = std::fs::read(path).map_err(|e| format!("tls_ca_bundle {shown}: {e}"))?;
     // The SDK parses the bundle lazily and panics on bad PEM: check it here.
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-        return Err(format!(
-            "tls_ca_bundle {shown}: no PEM certificate in the file"
-        ));
+        return Err(format!("tls_ca_bundle {shown}: no PEM certificate in the file"));
     }
     let ctx = TlsContext::builder()
         .with_trust_store(TrustStore::default().with_pem_certificate(pem))
@@ -83,16 +80,12 @@ fn https_with_ca(path: &std::path::Path) -> std::result::Result<SharedHttpClient
 }
 
 /// Classifies an SDK failure. HEAD responses carry no body, so the status decides there.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: SdkError<E, HttpResponse>,
-) -> BackendError {
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkError<E, HttpResponse>) -> BackendError {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
     let detail = || {
         let msg = err.message().map(str::to_owned);
-        let mut s = code
-            .clone()
-            .unwrap_or_else(|| status.map_or("error".into(), |s| format!("HTTP {s}")));
+        let mut s = code.clone().unwrap_or_else(|| status.map_or("error".into(), |s| format!("HTTP {s}")));
         if let Some(m) = msg {
             s = format!("{s}: {m}");
         }
@@ -100,29 +93,20 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     };
     match &err {
         SdkError::TimeoutError(_) => return BackendError::Transient("request timed out".into()),
-        SdkError::DispatchFailure(d) if d.is_timeout() => {
-            return BackendError::Transient("request timed out".into())
-        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => return BackendError::Transient("request timed out".into()),
         SdkError::DispatchFailure(d) => {
-            let cause = std::error::Error::source(&err)
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            let what = if d.is_io() {
-                "connection failed"
-            } else {
-                "request failed"
-            };
+            let cause = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default();
+            let what = if d.is_io() { "connection failed" } else { "request failed" };
             return BackendError::Transient(format!("{what}: {cause}"));
         }
         _ => {}
     }
     match (code.as_deref(), status) {
         (Some("NoSuchBucket"), _) => BackendError::NoSuchBucket(detail()),
-        (Some("NoSuchKey" | "NotFound" | "NoSuchUpload"), _) | (_, Some(404)) => {
-            BackendError::NotFound
+        (Some("NoSuchKey" | "NotFound" | "NoSuchUpload"), _) | (_, Some(404)) => BackendError::NotFound,
+        (Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"), _) | (_, Some(401 | 403)) => {
+            BackendError::AccessDenied(detail())
         }
-        (Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"), _)
-        | (_, Some(401 | 403)) => BackendError::AccessDenied(detail()),
         (Some("PreconditionFailed"), _) | (_, Some(412)) => BackendError::PreconditionFailed,
         (Some("SlowDown" | "Throttling" | "RequestLimitExceeded"), _) | (_, Some(429 | 503)) => {
             BackendError::Throttled(detail())
@@ -134,8 +118,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
 }
 
 fn to_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
-    t.and_then(|d| SystemTime::try_from(*d).ok())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
+    t.and_then(|d| SystemTime::try_from(*d).ok()).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[async_trait]
@@ -143,10 +126,7 @@ impl ObjectStore for S3Store {
     async fn check(&self) -> Result<()> {
         let req = self.client.head_bucket().bucket(&self.bucket).send();
         match tokio::time::timeout(self.check_timeout, req).await {
-            Err(_) => Err(BackendError::Transient(format!(
-                "no answer within {:?}",
-                self.check_timeout
-            ))),
+            Err(_) => Err(BackendError::Transient(format!("no answer within {:?}", self.check_timeout))),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(match classify(e) {
                 BackendError::NotFound => {
@@ -158,14 +138,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(classify)?;
+        let out = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(classify)?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -174,29 +147,21 @@ impl ObjectStore for S3Store {
         })
     }
 
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes> {
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
         if range.end <= range.start {
             return Ok(Bytes::new());
         }
-        let mut req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1));
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key).range(format!(
+            "bytes={}-{}",
+            range.start,
+            range.end - 1
+        ));
         if let Some(e) = if_match {
             req = req.if_match(e);
         }
         let out = match req.send().await.map_err(classify) {
             // A range starting at or past the end: S3 answers 416.
-            Err(BackendError::InvalidInput(m))
-                if m.contains("InvalidRange") || m.contains("416") =>
-            {
+            Err(BackendError::InvalidInput(m)) if m.contains("InvalidRange") || m.contains("416") => {
                 return Ok(Bytes::new())
             }
             other => other?,
@@ -207,11 +172,7 @@ impl ObjectStore for S3Store {
                 return Err(BackendError::PreconditionFailed);
             }
         }
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| BackendError::Transient(format!("reading body: {e}")))?;
+        let body = out.body.collect().await.map_err(|e| BackendError::Transient(format!("reading body: {e}")))?;
         Ok(body.into_bytes())
     }
 
@@ -222,11 +183,7 @@ impl ObjectStore for S3Store {
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage> {
-        let mut req = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix);
+        let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix);
         if let Some(d) = delimiter {
             req = req.delimiter(d);
         }
@@ -249,21 +206,10 @@ impl ObjectStore for S3Store {
                 })
             })
             .collect();
-        let prefixes = out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix().map(str::to_owned))
-            .collect();
-        let next_token = if out.is_truncated() == Some(true) {
-            out.next_continuation_token().map(str::to_owned)
-        } else {
-            None
-        };
-        Ok(ListPage {
-            objects,
-            prefixes,
-            next_token,
-        })
+        let prefixes = out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)).collect();
+        let next_token =
+            if out.is_truncated() == Some(true) { out.next_continuation_token().map(str::to_owned) } else { None };
+        Ok(ListPage { objects, prefixes, next_token })
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
@@ -286,26 +232,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn create_multipart(&self, key: &str) -> Result<String> {
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(classify)?;
-        out.upload_id()
-            .map(str::to_owned)
-            .ok_or_else(|| BackendError::Other("server returned no upload id".into()))
+        let out = self.client.create_multipart_upload().bucket(&self.bucket).key(key).send().await.map_err(classify)?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| BackendError::Other("server returned no upload id".into()))
     }
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<CompletedPart> {
+    async fn upload_part(&self, key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
         let out = self
             .client
             .upload_part()
@@ -317,31 +248,14 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(classify)?;
-        let etag = out
-            .e_tag()
-            .map(str::to_owned)
-            .ok_or_else(|| BackendError::Other("part without ETag".into()))?;
+        let etag = out.e_tag().map(str::to_owned).ok_or_else(|| BackendError::Other("part without ETag".into()))?;
         Ok(CompletedPart { number, etag })
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<ObjectMeta> {
-        let parts: Vec<SdkPart> = parts
-            .iter()
-            .map(|p| {
-                SdkPart::builder()
-                    .part_number(p.number)
-                    .e_tag(&p.etag)
-                    .build()
-            })
-            .collect();
-        let upload = CompletedMultipartUpload::builder()
-            .set_parts(Some(parts))
-            .build();
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        let parts: Vec<SdkPart> =
+            parts.iter().map(|p| SdkPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect();
+        let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
@@ -356,14 +270,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
-        let r = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(id)
-            .send()
-            .await;
+        let r = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send().await;
         match r.map_err(classify) {
             Ok(_) | Err(BackendError::NotFound) => Ok(()),
             Err(e) => Err(e),
@@ -372,27 +279,12 @@ impl ObjectStore for S3Store {
 
     async fn copy(&self, src: &str, dst: &str) -> Result<()> {
         let source = format!("{}/{}", self.bucket, urlencode_key(src));
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(dst)
-            .copy_source(source)
-            .send()
-            .await
-            .map_err(classify)?;
+        self.client.copy_object().bucket(&self.bucket).key(dst).copy_source(source).send().await.map_err(classify)?;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(classify)
-        {
+        match self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(classify) {
             Ok(_) | Err(BackendError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
@@ -404,9 +296,7 @@ fn urlencode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -18,11 +18,7 @@ pub fn interpolate(value: &mut Value, path: &str, env: Lookup) -> Result<(), Str
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 interpolate(v, &child, env)?;
             }
         }
@@ -42,9 +38,7 @@ pub fn expand(input: &str, path: &str, env: Lookup) -> Result<String, String> {
             out.push_str("${");
             rest = after;
         } else if let Some(body) = tail.strip_prefix("${") {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("{path}: unterminated '${{' in value"))?;
+            let end = body.find('}').ok_or_else(|| format!("{path}: unterminated '${{' in value"))?;
             out.push_str(&resolve(&body[..end], path, env)?);
             rest = &body[end + 1..];
         } else {
@@ -70,7 +64,9 @@ fn resolve(expr: &str, path: &str, env: Lookup) -> Result<String, String> {
     match (env(name), default) {
         (Some(v), _) => Ok(v),
         (None, Some(d)) => Ok(d.to_string()),
-        (None, None) => Err(format!("{path}: environment variable {name} is not set (use ${{{name}:-default}} for a default)")),
+        (None, None) => {
+            Err(format!("{path}: environment variable {name} is not set (use ${{{name}:-default}} for a default)"))
+        }
     }
 }
 
@@ -115,10 +111,7 @@ mod tests {
         let mut v = serde_json::json!({"b": {"o": {"k": "${A}", "l": ["${A}", 3]}}});
         let env = |k: &str| (k == "A").then(|| "v".to_string());
         interpolate(&mut v, "", &env).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"b": {"o": {"k": "v", "l": ["v", 3]}}})
-        );
+        assert_eq!(v, serde_json::json!({"b": {"o": {"k": "v", "l": ["v", 3]}}}));
         let mut bad = serde_json::json!({"backends": {"s3": {"options": {"key": "${NOPE}"}}}});
         let err = interpolate(&mut bad, "", &env).unwrap_err();
         assert!(err.starts_with("backends.s3.options.key:"), "{err}");

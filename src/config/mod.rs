@@ -117,12 +117,7 @@ impl Registry {
         for (name, v) in table_of(top, "stores").map_err(prefix)? {
             stores.insert(name.clone(), parse_store(&name, &v).map_err(prefix)?);
         }
-        Ok(Self {
-            path: path.to_path_buf(),
-            backends,
-            stores,
-            warnings,
-        })
+        Ok(Self { path: path.to_path_buf(), backends, stores, warnings })
     }
 
     pub fn store_names(&self) -> Vec<&str> {
@@ -134,28 +129,22 @@ impl Registry {
         let shown = self.path.display();
         let store = self.stores.get(name).ok_or_else(|| {
             let known = self.store_names().join(", ");
-            let known = if known.is_empty() {
-                "none".to_string()
-            } else {
-                known
-            };
+            let known = if known.is_empty() { "none".to_string() } else { known };
             format!("unknown store '{name}' in {shown} (known stores: {known})")
         })?;
         let raw = self.backends.get(&store.backend).ok_or_else(|| {
-            format!("{shown}: stores.{name}.backend names backend '{}', which is not defined under [backends]", store.backend)
+            format!(
+                "{shown}: stores.{name}.backend names backend '{}', which is not defined under [backends]",
+                store.backend
+            )
         })?;
         let backend = parse_backend(&store.backend, raw).map_err(|e| format!("{shown}: {e}"))?;
-        Ok(ResolvedStore {
-            name: name.to_string(),
-            backend,
-            root_path: store.root_path.clone(),
-        })
+        Ok(ResolvedStore { name: name.to_string(), backend, root_path: store.root_path.clone() })
     }
 }
 
 fn as_table<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, String> {
-    v.as_object()
-        .ok_or_else(|| format!("{what} must be a table"))
+    v.as_object().ok_or_else(|| format!("{what} must be a table"))
 }
 
 fn table_of(top: &Map<String, Value>, key: &str) -> Result<BTreeMap<String, Value>, String> {
@@ -178,8 +167,7 @@ fn opt_str(t: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Strin
 fn parse_store(name: &str, v: &Value) -> Result<StoreProfile, String> {
     let path = format!("stores.{name}");
     let t = as_table(v, &path)?;
-    let backend =
-        opt_str(t, "backend", &path)?.ok_or_else(|| format!("{path}.backend is required"))?;
+    let backend = opt_str(t, "backend", &path)?.ok_or_else(|| format!("{path}.backend is required"))?;
     let root = opt_str(t, "root_path", &path)?.unwrap_or_default();
     let root_path = normalize_root(&root).map_err(|e| format!("{path}.root_path: {e}"))?;
     Ok(StoreProfile { backend, root_path })
@@ -191,10 +179,7 @@ pub fn normalize_root(raw: &str) -> Result<String, String> {
         return Err("contains a NUL byte".into());
     }
     let unified = raw.replace('\\', "/");
-    let segs: Vec<&str> = unified
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
+    let segs: Vec<&str> = unified.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
     if segs.contains(&"..") {
         return Err(format!("'{raw}' contains '..'"));
     }
@@ -220,17 +205,12 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
         "memory" => BackendKind::Memory,
         other => {
             return Err(format!(
-                "backend '{name}' has type '{other}', which rstore-mount does not support (supported: {SUPPORTED_TYPES})"
-            ))
+            "backend '{name}' has type '{other}', which rstore-mount does not support (supported: {SUPPORTED_TYPES})"
+        ))
         }
     };
     let retry = parse_retry(t.get("retry"), &format!("{path}.retry"))?;
-    Ok(BackendConfig {
-        name: name.to_string(),
-        type_name,
-        kind,
-        retry,
-    })
+    Ok(BackendConfig { name: name.to_string(), type_name, kind, retry })
 }
 
 fn parse_retry(v: Option<&Value>, path: &str) -> Result<RetryConfig, String> {
@@ -251,24 +231,18 @@ fn parse_retry(v: Option<&Value>, path: &str) -> Result<RetryConfig, String> {
 }
 
 fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<S3Options, String> {
-    let bucket = opt_str(o, "bucket", path)?
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| format!("{path}.bucket is required"))?;
-    let endpoint_url = opt_str(o, "endpoint_url", path)?
-        .filter(|s| !s.is_empty())
-        .map(|e| {
-            if e.contains("://") {
-                e
-            } else {
-                format!("https://{e}")
-            }
-        });
-    let style = addressing_style(o.get("client_options"), path)?;
-    let addressing_style = style.unwrap_or(if endpoint_url.is_some() {
-        AddressingStyle::Path
-    } else {
-        AddressingStyle::Virtual
+    let bucket =
+        opt_str(o, "bucket", path)?.filter(|b| !b.is_empty()).ok_or_else(|| format!("{path}.bucket is required"))?;
+    let endpoint_url = opt_str(o, "endpoint_url", path)?.filter(|s| !s.is_empty()).map(|e| {
+        if e.contains("://") {
+            e
+        } else {
+            format!("https://{e}")
+        }
     });
+    let style = addressing_style(o.get("client_options"), path)?;
+    let addressing_style =
+        style.unwrap_or(if endpoint_url.is_some() { AddressingStyle::Path } else { AddressingStyle::Virtual });
     let tls_ca_bundle = opt_str(o, "tls_ca_bundle", path)?
         .filter(|s| !s.is_empty())
         .or_else(|| {
@@ -278,15 +252,14 @@ fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<S3Options, String> {
         })
         .map(PathBuf::from);
     let secret_opt = |k: &str| -> Result<Option<Secret>, String> {
-        Ok(opt_str(o, k, path)?
-            .filter(|s| !s.is_empty())
-            .map(Secret::new))
+        Ok(opt_str(o, k, path)?.filter(|s| !s.is_empty()).map(Secret::new))
     };
+    let (key, secret) = (secret_opt("key")?, secret_opt("secret")?);
     Ok(S3Options {
         bucket,
         endpoint_url,
-        key: secret_opt("key")?,
-        secret: secret_opt("secret")?,
+        key,
+        secret,
         region: opt_str(o, "region_name", path)?.filter(|s| !s.is_empty()),
         tls_ca_bundle,
         addressing_style,
@@ -294,10 +267,7 @@ fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<S3Options, String> {
 }
 
 /// `client_options.config_kwargs.s3.addressing_style`, as botocore spells it.
-fn addressing_style(
-    client_options: Option<&Value>,
-    path: &str,
-) -> Result<Option<AddressingStyle>, String> {
+fn addressing_style(client_options: Option<&Value>, path: &str) -> Result<Option<AddressingStyle>, String> {
     let style = client_options
         .and_then(|c| c.get("config_kwargs"))
         .and_then(|c| c.get("s3"))

@@ -13,17 +13,10 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
         return Ok(PathBuf::from(p));
     }
     let candidates = candidates();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| {
-            let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-            format!(
-                "no config file: pass --config FILE or set RSTORE_CONFIG (looked in {})",
-                list.join(", ")
-            )
-        })
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        format!("no config file: pass --config FILE or set RSTORE_CONFIG (looked in {})", list.join(", "))
+    })
 }
 
 fn candidates() -> Vec<PathBuf> {
@@ -42,21 +35,14 @@ fn candidates() -> Vec<PathBuf> {
 /// Reads `path` and returns the registry tree (for pyproject.toml, `[tool.remote-store]`).
 pub fn read_tree(path: &Path) -> Result<Value, String> {
     let shown = path.display();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read config {shown}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {shown}: {e}"))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if matches!(ext, "yaml" | "yml") {
-        let v: Value =
-            serde_norway::from_str(&text).map_err(|e| format!("{shown}: invalid YAML: {e}"))?;
-        return Ok(if v.is_null() {
-            Value::Object(Default::default())
-        } else {
-            v
-        });
+        let v: Value = serde_norway::from_str(&text).map_err(|e| format!("{shown}: invalid YAML: {e}"))?;
+        return Ok(if v.is_null() { Value::Object(Default::default()) } else { v });
     }
-    let doc: toml::Table =
-        toml::from_str(&text).map_err(|e| toml_error(&shown.to_string(), &text, &e))?;
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| toml_error(&shown.to_string(), &text, &e))?;
     let v = serde_json::to_value(doc).map_err(|e| format!("{shown}: {e}"))?;
     if name == "pyproject.toml" {
         return v
@@ -100,11 +86,7 @@ mod tests {
     fn pyproject_uses_the_tool_table() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pyproject.toml");
-        std::fs::write(
-            &p,
-            "[project]\nname='x'\n[tool.remote-store.stores.data]\nbackend='m'\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "[project]\nname='x'\n[tool.remote-store.stores.data]\nbackend='m'\n").unwrap();
         let v = read_tree(&p).unwrap();
         assert_eq!(v["stores"]["data"]["backend"], "m");
         std::fs::write(&p, "[project]\nname='x'\n").unwrap();

@@ -24,11 +24,8 @@ backend = "files"
 "#;
 
 fn env() -> impl Fn(&str) -> Option<String> {
-    let vars: HashMap<&str, &str> = [
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "s3cr3t-value"),
-    ]
-    .into();
+    let vars: HashMap<&str, &str> =
+        [("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")].into();
     move |k: &str| vars.get(k).map(|v| v.to_string())
 }
 
@@ -82,9 +79,8 @@ stores:
         assert_eq!(reg.resolve("data").unwrap().root_path, "data/raw");
         assert_eq!(s3(&reg, "data").key.unwrap().expose(), "AKIDEXAMPLE");
     }
-    let py = EXAMPLE
-        .replace("[backends.", "[tool.remote-store.backends.")
-        .replace("[stores.", "[tool.remote-store.stores.");
+    let py =
+        EXAMPLE.replace("[backends.", "[tool.remote-store.backends.").replace("[stores.", "[tool.remote-store.stores.");
     let reg = load_str("pyproject.toml", &format!("[project]\nname = \"x\"\n{py}")).unwrap();
     assert_eq!(s3(&reg, "data").bucket, "my-bucket");
 }
@@ -92,11 +88,7 @@ stores:
 #[test]
 fn unknown_keys_warn_at_top_and_are_ignored_below() {
     let text = format!("extra = 1\n{EXAMPLE}\n[stores.data2]\nbackend = \"files\"\nfancy = true\n");
-    let reg = load_str(
-        "c.toml",
-        &text.replace("region_name", "unknown_opt = 1\nregion_name"),
-    )
-    .unwrap();
+    let reg = load_str("c.toml", &text.replace("region_name", "unknown_opt = 1\nregion_name")).unwrap();
     assert_eq!(reg.warnings.len(), 1);
     assert!(reg.warnings[0].contains("'extra'"));
     assert!(reg.resolve("data2").is_ok());
@@ -104,16 +96,9 @@ fn unknown_keys_warn_at_top_and_are_ignored_below() {
 
 #[test]
 fn unsupported_backend_type_names_backend_type_and_supported() {
-    let reg = load_str(
-        "c.toml",
-        "[backends.b]\ntype = \"sftp\"\n[stores.s]\nbackend = \"b\"\n",
-    )
-    .unwrap();
+    let reg = load_str("c.toml", "[backends.b]\ntype = \"sftp\"\n[stores.s]\nbackend = \"b\"\n").unwrap();
     let err = reg.resolve("s").unwrap_err();
-    assert!(
-        err.contains("'b'") && err.contains("'sftp'") && err.contains(SUPPORTED_TYPES),
-        "{err}"
-    );
+    assert!(err.contains("'b'") && err.contains("'sftp'") && err.contains(SUPPORTED_TYPES), "{err}");
     assert!(!err.contains('\n'));
 }
 
@@ -121,32 +106,15 @@ fn unsupported_backend_type_names_backend_type_and_supported() {
 fn unknown_store_lists_known_ones() {
     let reg = load_str("c.toml", EXAMPLE).unwrap();
     let err = reg.resolve("nope").unwrap_err();
-    assert!(
-        err.contains("unknown store 'nope'") && err.contains("data, local"),
-        "{err}"
-    );
+    assert!(err.contains("unknown store 'nope'") && err.contains("data, local"), "{err}");
 }
 
 #[test]
 fn missing_required_options_name_the_path() {
-    let reg = load_str(
-        "c.toml",
-        "[backends.b]\ntype = \"s3\"\n[stores.s]\nbackend = \"b\"\n",
-    )
-    .unwrap();
-    assert!(reg
-        .resolve("s")
-        .unwrap_err()
-        .contains("backends.b.options.bucket is required"));
-    let reg = load_str(
-        "c.toml",
-        "[backends.b]\ntype = \"local\"\n[stores.s]\nbackend = \"b\"\n",
-    )
-    .unwrap();
-    assert!(reg
-        .resolve("s")
-        .unwrap_err()
-        .contains("backends.b.options.root is required"));
+    let reg = load_str("c.toml", "[backends.b]\ntype = \"s3\"\n[stores.s]\nbackend = \"b\"\n").unwrap();
+    assert!(reg.resolve("s").unwrap_err().contains("backends.b.options.bucket is required"));
+    let reg = load_str("c.toml", "[backends.b]\ntype = \"local\"\n[stores.s]\nbackend = \"b\"\n").unwrap();
+    assert!(reg.resolve("s").unwrap_err().contains("backends.b.options.root is required"));
     let reg = load_str("c.toml", "[stores.s]\nbackend = \"zz\"\n").unwrap();
     assert!(reg.resolve("s").unwrap_err().contains("'zz'"));
     let err = load_str("c.toml", "[stores.s]\nroot_path = \"x\"\n").unwrap_err();
@@ -155,15 +123,8 @@ fn missing_required_options_name_the_path() {
 
 #[test]
 fn unset_variable_is_an_error_naming_the_path() {
-    let err = load_str(
-        "c.toml",
-        &EXAMPLE.replace("AWS_ACCESS_KEY_ID", "NOT_SET_ANYWHERE"),
-    )
-    .unwrap_err();
-    assert!(
-        err.contains("backends.s3main.options.key") && err.contains("NOT_SET_ANYWHERE"),
-        "{err}"
-    );
+    let err = load_str("c.toml", &EXAMPLE.replace("AWS_ACCESS_KEY_ID", "NOT_SET_ANYWHERE")).unwrap_err();
+    assert!(err.contains("backends.s3main.options.key") && err.contains("NOT_SET_ANYWHERE"), "{err}");
 }
 
 #[test]
@@ -173,36 +134,22 @@ fn endpoint_without_scheme_gets_https_and_virtual_style_is_honoured() {
         "[backends.s3main.options.client_options.config_kwargs.s3]\naddressing_style = \"virtual\"\n[backends.s3main.retry]",
     );
     let o = s3(&load_str("c.toml", &text).unwrap(), "data");
-    assert_eq!(
-        o.endpoint_url.as_deref(),
-        Some("https://minio.example:9000")
-    );
+    assert_eq!(o.endpoint_url.as_deref(), Some("https://minio.example:9000"));
     assert_eq!(o.addressing_style, AddressingStyle::Virtual);
     let no_endpoint = EXAMPLE.replace("endpoint_url = \"http://127.0.0.1:9000\"\n", "");
     let o = s3(&load_str("c.toml", &no_endpoint).unwrap(), "data");
-    assert_eq!(
-        (o.endpoint_url, o.addressing_style),
-        (None, AddressingStyle::Virtual)
-    );
+    assert_eq!((o.endpoint_url, o.addressing_style), (None, AddressingStyle::Virtual));
 }
 
 #[test]
 fn s3_pyarrow_is_the_same_backend() {
-    let reg = load_str(
-        "c.toml",
-        &EXAMPLE.replace("type = \"s3\"", "type = \"s3-pyarrow\""),
-    )
-    .unwrap();
+    let reg = load_str("c.toml", &EXAMPLE.replace("type = \"s3\"", "type = \"s3-pyarrow\"")).unwrap();
     assert_eq!(s3(&reg, "data").bucket, "my-bucket");
 }
 
 #[test]
 fn retry_attempts_are_validated() {
-    let reg = load_str(
-        "c.toml",
-        &EXAMPLE.replace("max_attempts = 5", "max_attempts = 0"),
-    )
-    .unwrap();
+    let reg = load_str("c.toml", &EXAMPLE.replace("max_attempts = 5", "max_attempts = 0")).unwrap();
     assert!(reg.resolve("data").unwrap_err().contains("max_attempts"));
 }
 
@@ -222,26 +169,13 @@ fn root_path_is_normalised_like_remote_store() {
 fn secrets_never_show_in_debug() {
     let reg = load_str("c.toml", EXAMPLE).unwrap();
     let resolved = reg.resolve("data").unwrap();
-    for shown in [
-        format!("{reg:?}"),
-        format!("{resolved:?}"),
-        format!("{:#?}", resolved),
-    ] {
-        assert!(
-            !shown.contains("s3cr3t-value") && !shown.contains("AKIDEXAMPLE"),
-            "{shown}"
-        );
+    for shown in [format!("{reg:?}"), format!("{resolved:?}"), format!("{:#?}", resolved)] {
+        assert!(!shown.contains("s3cr3t-value") && !shown.contains("AKIDEXAMPLE"), "{shown}");
     }
 }
 
 #[test]
 fn explicit_ca_bundle_wins() {
-    let text = EXAMPLE.replace(
-        "region_name",
-        "tls_ca_bundle = \"/etc/ca.pem\"\nregion_name",
-    );
-    assert_eq!(
-        s3(&load_str("c.toml", &text).unwrap(), "data").tls_ca_bundle,
-        Some(PathBuf::from("/etc/ca.pem"))
-    );
+    let text = EXAMPLE.replace("region_name", "tls_ca_bundle = \"/etc/ca.pem\"\nregion_name");
+    assert_eq!(s3(&load_str("c.toml", &text).unwrap(), "data").tls_ca_bundle, Some(PathBuf::from("/etc/ca.pem")));
 }

@@ -22,10 +22,7 @@ pub struct Reservation {
 impl MemoryBudget {
     pub fn new(bytes: u64) -> Self {
         let total_units = (bytes / UNIT).clamp(1, u32::MAX as u64);
-        Self {
-            sem: Arc::new(Semaphore::new(total_units as usize)),
-            total_units,
-        }
+        Self { sem: Arc::new(Semaphore::new(total_units as usize)), total_units }
     }
 
     fn units(&self, bytes: u64) -> u32 {
@@ -34,25 +31,14 @@ impl MemoryBudget {
 
     /// Waits until `bytes` fit (writers use this: backpressure).
     pub async fn reserve(&self, bytes: u64) -> Reservation {
-        let permit = self
-            .sem
-            .clone()
-            .acquire_many_owned(self.units(bytes))
-            .await
-            .ok();
+        let permit = self.sem.clone().acquire_many_owned(self.units(bytes)).await.ok();
         Reservation { _permit: permit }
     }
 
     /// Takes `bytes` only if they fit now (read-ahead uses this: it just stops growing).
     pub fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
-        let permit = self
-            .sem
-            .clone()
-            .try_acquire_many_owned(self.units(bytes))
-            .ok()?;
-        Some(Reservation {
-            _permit: Some(permit),
-        })
+        let permit = self.sem.clone().try_acquire_many_owned(self.units(bytes)).ok()?;
+        Some(Reservation { _permit: Some(permit) })
     }
 
     /// Bytes currently reserved.
@@ -68,12 +54,7 @@ impl MemoryBudget {
 /// The default budget: an eighth of RAM, at least 256 MiB.
 pub fn default_budget_bytes() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
     let ram = (pages.max(0) as u64) * (page.max(0) as u64);
     (ram / 8).max(256 * 1024 * 1024)
 }

@@ -7,6 +7,6 @@ pub mod upload;
 
 pub use mem_limit::{MemoryBudget, Reservation};
 pub use prefetch::{PrefetchConfig, Prefetcher};
-pub use upload::{Upload, UploadConfig};
+pub use upload::{PendingAborts, Upload, UploadConfig, Uploader};
 
 pub const MIB: u64 = 1024 * 1024;

@@ -22,12 +22,7 @@ pub struct PrefetchConfig {
 
 impl Default for PrefetchConfig {
     fn default() -> Self {
-        Self {
-            initial_window: MIB,
-            max_window: 64 * MIB,
-            part_size: 8 * MIB,
-            min_random_read: 128 * 1024,
-        }
+        Self { initial_window: MIB, max_window: 64 * MIB, part_size: 8 * MIB, min_random_read: 128 * 1024 }
     }
 }
 
@@ -46,9 +41,7 @@ struct Part {
 impl Part {
     async fn bytes(&mut self) -> Result<&Bytes> {
         if let PartData::Pending(task) = &mut self.data {
-            let got = task
-                .await
-                .map_err(|e| BackendError::Other(format!("fetch task failed: {e}")))??;
+            let got = task.await.map_err(|e| BackendError::Other(format!("fetch task failed: {e}")))??;
             if got.len() as u64 != self.end - self.start {
                 // A short body would be returned as file data: refuse it.
                 return Err(BackendError::Transient(format!(
@@ -99,18 +92,7 @@ impl Prefetcher {
         budget: MemoryBudget,
     ) -> Self {
         let window = cfg.initial_window;
-        Self {
-            store,
-            key,
-            size,
-            etag,
-            cfg,
-            budget,
-            parts: VecDeque::new(),
-            scheduled_to: 0,
-            window,
-            last_end: None,
-        }
+        Self { store, key, size, etag, cfg, budget, parts: VecDeque::new(), scheduled_to: 0, window, last_end: None }
     }
 
     /// Reads up to `len` bytes at `offset` (short only at end of file).
@@ -168,14 +150,8 @@ impl Prefetcher {
 
     fn spawn_part(&mut self, start: u64, end: u64, reservation: Option<Reservation>) {
         let (store, key, etag) = (self.store.clone(), self.key.clone(), self.etag.clone());
-        let task =
-            tokio::spawn(async move { store.get_range(&key, start..end, etag.as_deref()).await });
-        self.parts.push_back(Part {
-            start,
-            end,
-            data: PartData::Pending(task),
-            _reservation: reservation,
-        });
+        let task = tokio::spawn(async move { store.get_range(&key, start..end, etag.as_deref()).await });
+        self.parts.push_back(Part { start, end, data: PartData::Pending(task), _reservation: reservation });
         self.scheduled_to = end;
     }
 
@@ -208,25 +184,9 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         let meta = store.put("f", Bytes::from(data.clone())).await.unwrap();
-        let cfg = PrefetchConfig {
-            initial_window: 1000,
-            max_window: 8000,
-            part_size: 3000,
-            min_random_read: 100,
-        };
+        let cfg = PrefetchConfig { initial_window: 1000, max_window: 8000, part_size: 3000, min_random_read: 100 };
         let budget = MemoryBudget::new(64 * 1024);
-        (
-            Prefetcher::new(
-                store,
-                "f".into(),
-                size as u64,
-                meta.etag,
-                cfg,
-                budget.clone(),
-            ),
-            data,
-            budget,
-        )
+        (Prefetcher::new(store, "f".into(), size as u64, meta.etag, cfg, budget.clone()), data, budget)
     }
 
     #[tokio::test]
@@ -239,14 +199,7 @@ mod tests {
             off += 777;
         }
         assert!(p.read(50_000, 10).await.unwrap().is_empty());
-        for (o, l) in [
-            (40_000, 5000),
-            (10, 10),
-            (49_990, 100),
-            (20_000, 1),
-            (20_500, 4096),
-            (0, 50_000),
-        ] {
+        for (o, l) in [(40_000, 5000), (10, 10), (49_990, 100), (20_000, 1), (20_500, 4096), (0, 50_000)] {
             let got = p.read(o as u64, l as u64).await.unwrap();
             assert_eq!(&got[..], &data[o..(o + l).min(data.len())], "read {o}+{l}");
         }
@@ -267,10 +220,7 @@ mod tests {
     async fn changed_object_fails_instead_of_mixing_versions() {
         let (mut p, _, _) = setup(50_000).await;
         p.read(0, 10).await.unwrap();
-        p.store
-            .put("f", Bytes::from(vec![0u8; 50_000]))
-            .await
-            .unwrap();
+        p.store.put("f", Bytes::from(vec![0u8; 50_000])).await.unwrap();
         let err = p.read(45_000, 10).await.unwrap_err();
         assert_eq!(err, BackendError::PreconditionFailed);
     }
@@ -283,10 +233,7 @@ mod tests {
         let mut off = 0;
         while off < 200_000 {
             let got = p.read(off, 4096).await.unwrap();
-            assert_eq!(
-                &got[..],
-                &data[off as usize..(off + 4096).min(200_000) as usize]
-            );
+            assert_eq!(&got[..], &data[off as usize..(off + 4096).min(200_000) as usize]);
             assert!(small.reserved() <= small.total());
             off += 4096;
         }

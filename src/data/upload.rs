@@ -2,6 +2,8 @@
 //! size, else a multipart upload whose parts go out concurrently while the program
 //! writes. Any failure aborts the upload, so no partial object ever becomes visible.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::BytesMut;
 use tokio::task::JoinSet;
 
@@ -16,10 +18,7 @@ pub struct UploadConfig {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self {
-            part_size: 8 * MIB,
-            max_in_flight: 4,
-        }
+        Self { part_size: 8 * MIB, max_in_flight: 4 }
     }
 }
 
@@ -29,6 +28,57 @@ fn part_size_for(base: u64, number: i32) -> u64 {
     base << ((number - 1) / 1000).min(10)
 }
 
+/// Multipart uploads whose abort failed (server unreachable). Retried later so that no
+/// orphaned upload keeps parts (and costs) on the server.
+#[derive(Clone, Debug, Default)]
+pub struct PendingAborts(Arc<Mutex<Vec<(String, String)>>>);
+
+impl PendingAborts {
+    fn push(&self, key: String, id: String) {
+        self.0.lock().unwrap().push((key, id));
+    }
+
+    /// Tries every pending abort once; returns how many are still pending.
+    pub async fn retry(&self, store: &DynStore) -> usize {
+        let pending = std::mem::take(&mut *self.0.lock().unwrap());
+        for (key, id) in pending {
+            if let Err(e) = store.abort_multipart(&key, &id).await {
+                tracing::warn!(%key, error = %e, "multipart upload still not aborted");
+                self.push(key, id);
+            }
+        }
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// Starts uploads that share one store, configuration, memory budget and abort list.
+#[derive(Clone, Debug)]
+pub struct Uploader {
+    pub store: DynStore,
+    pub cfg: UploadConfig,
+    pub budget: MemoryBudget,
+    pub aborts: PendingAborts,
+}
+
+impl Uploader {
+    pub fn new(store: DynStore, cfg: UploadConfig, budget: MemoryBudget) -> Self {
+        Self { store, cfg, budget, aborts: PendingAborts::default() }
+    }
+
+    pub fn start(&self, key: String) -> Upload {
+        Upload {
+            up: self.clone(),
+            key,
+            buf: BytesMut::new(),
+            buf_reservation: None,
+            next_part: 1,
+            mpu: None,
+            written: 0,
+            failed: None,
+        }
+    }
+}
+
 struct Multipart {
     id: String,
     done: Vec<CompletedPart>,
@@ -36,10 +86,8 @@ struct Multipart {
 }
 
 pub struct Upload {
-    store: DynStore,
+    up: Uploader,
     key: String,
-    cfg: UploadConfig,
-    budget: MemoryBudget,
     buf: BytesMut,
     buf_reservation: Option<Reservation>,
     next_part: i32,
@@ -49,27 +97,12 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub fn new(store: DynStore, key: String, cfg: UploadConfig, budget: MemoryBudget) -> Self {
-        Self {
-            store,
-            key,
-            cfg,
-            budget,
-            buf: BytesMut::new(),
-            buf_reservation: None,
-            next_part: 1,
-            mpu: None,
-            written: 0,
-            failed: None,
-        }
-    }
-
     pub fn written(&self) -> u64 {
         self.written
     }
 
     fn current_part_size(&self) -> u64 {
-        part_size_for(self.cfg.part_size, self.next_part)
+        part_size_for(self.up.cfg.part_size, self.next_part)
     }
 
     /// Appends `data`; full parts are sent while the caller keeps writing.
@@ -81,7 +114,7 @@ impl Upload {
             let part_size = self.current_part_size();
             if self.buf_reservation.is_none() {
                 // Backpressure: wait for budget before buffering another part.
-                self.buf_reservation = Some(self.budget.reserve(part_size).await);
+                self.buf_reservation = Some(self.up.budget.reserve(part_size).await);
                 self.buf.reserve(part_size as usize);
             }
             let take = data.len().min(part_size as usize - self.buf.len());
@@ -100,23 +133,19 @@ impl Upload {
 
     async fn send_full_part(&mut self) -> Result<()> {
         if self.mpu.is_none() {
-            let id = self.store.create_multipart(&self.key).await?;
-            self.mpu = Some(Multipart {
-                id,
-                done: Vec::new(),
-                in_flight: JoinSet::new(),
-            });
+            let id = self.up.store.create_multipart(&self.key).await?;
+            self.mpu = Some(Multipart { id, done: Vec::new(), in_flight: JoinSet::new() });
         }
         let body = self.buf.split().freeze();
         let reservation = self.buf_reservation.take();
         let number = self.next_part;
         self.next_part += 1;
         let mpu = self.mpu.as_mut().expect("created above");
-        while mpu.in_flight.len() >= self.cfg.max_in_flight {
+        while mpu.in_flight.len() >= self.up.cfg.max_in_flight {
             let part = join(mpu.in_flight.join_next().await)?;
             mpu.done.push(part);
         }
-        let (store, key, id) = (self.store.clone(), self.key.clone(), mpu.id.clone());
+        let (store, key, id) = (self.up.store.clone(), self.key.clone(), mpu.id.clone());
         mpu.in_flight.spawn(async move {
             let r = store.upload_part(&key, &id, number, body).await;
             drop(reservation);
@@ -142,7 +171,7 @@ impl Upload {
         if self.mpu.is_none() {
             let body = self.buf.split().freeze();
             self.buf_reservation = None;
-            return self.store.put(&self.key, body).await;
+            return self.up.store.put(&self.key, body).await;
         }
         if !self.buf.is_empty() {
             self.send_full_part().await?;
@@ -154,9 +183,7 @@ impl Upload {
             }
             mpu.done.sort_by_key(|p| p.number);
             let parts = std::mem::take(&mut mpu.done);
-            self.store
-                .complete_multipart(&self.key, &mpu.id, parts)
-                .await
+            self.up.store.complete_multipart(&self.key, &mpu.id, parts).await
         }
         .await;
         if outcome.is_err() {
@@ -170,16 +197,15 @@ impl Upload {
         if let Some(mut mpu) = self.mpu.take() {
             mpu.in_flight.abort_all();
             while mpu.in_flight.join_next().await.is_some() {}
-            if let Err(e) = self.store.abort_multipart(&self.key, &mpu.id).await {
-                tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload");
+            if let Err(e) = self.up.store.abort_multipart(&self.key, &mpu.id).await {
+                tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload; will retry");
+                self.up.aborts.push(self.key.clone(), mpu.id);
             }
         }
     }
 }
 
-fn join(
-    r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>,
-) -> Result<CompletedPart> {
+fn join(r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>) -> Result<CompletedPart> {
     match r {
         Some(Ok(part)) => part,
         Some(Err(e)) => Err(BackendError::Other(format!("upload task failed: {e}"))),
@@ -195,11 +221,16 @@ impl Drop for Upload {
             return;
         };
         mpu.in_flight.abort_all();
-        let (store, key) = (self.store.clone(), self.key.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = store.abort_multipart(&key, &mpu.id).await;
-            });
+        let (up, key) = (self.up.clone(), self.key.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if up.store.abort_multipart(&key, &mpu.id).await.is_err() {
+                        up.aborts.push(key, mpu.id);
+                    }
+                });
+            }
+            Err(_) => self.up.aborts.push(key, mpu.id),
         }
     }
 }
@@ -211,22 +242,20 @@ mod tests {
     use std::sync::Arc;
 
     fn cfg() -> UploadConfig {
-        UploadConfig {
-            part_size: 1000,
-            max_in_flight: 2,
-        }
+        UploadConfig { part_size: 1000, max_in_flight: 2 }
     }
 
     #[tokio::test]
     async fn small_file_is_one_put_and_large_file_is_multipart() {
         let store = Arc::new(MemoryStore::new());
         let budget = MemoryBudget::new(1 << 20);
-        let mut up = Upload::new(store.clone(), "small".into(), cfg(), budget.clone());
+        let uploader = Uploader::new(store.clone(), cfg(), budget.clone());
+        let mut up = uploader.start("small".into());
         up.write(b"hello").await.unwrap();
         assert!(up.mpu.is_none());
         assert_eq!(up.finish().await.unwrap().size, 5);
         let data: Vec<u8> = (0..10_500u32).map(|i| (i % 253) as u8).collect();
-        let mut up = Upload::new(store.clone(), "big".into(), cfg(), budget.clone());
+        let mut up = uploader.start("big".into());
         for chunk in data.chunks(333) {
             up.write(chunk).await.unwrap();
         }
@@ -240,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn dropped_upload_is_aborted() {
         let store = Arc::new(MemoryStore::new());
-        let mut up = Upload::new(store.clone(), "x".into(), cfg(), MemoryBudget::new(1 << 20));
+        let mut up = Uploader::new(store.clone(), cfg(), MemoryBudget::new(1 << 20)).start("x".into());
         up.write(&[1u8; 2500]).await.unwrap();
         assert_eq!(store.open_uploads(), 1);
         drop(up);

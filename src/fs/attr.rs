@@ -32,11 +32,6 @@ impl Default for Ownership {
     fn default() -> Self {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        Self {
-            uid,
-            gid,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        }
+        Self { uid, gid, file_mode: 0o644, dir_mode: 0o755 }
     }
 }

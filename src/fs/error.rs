@@ -92,10 +92,7 @@ mod tests {
             (FsError::Busy("x").errno(), libc::EBUSY),
             (FsError::Stale.errno(), libc::ESTALE),
             (FsError::BadHandle.errno(), libc::EBADF),
-            (
-                FsError::UploadFailed(BackendError::Transient("t".into())).errno(),
-                libc::EIO,
-            ),
+            (FsError::UploadFailed(BackendError::Transient("t".into())).errno(), libc::EIO),
             (b(BackendError::NotFound), libc::ENOENT),
             (b(BackendError::PreconditionFailed), libc::ESTALE),
             (b(BackendError::AccessDenied("d".into())), libc::EACCES),

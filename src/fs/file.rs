@@ -8,7 +8,7 @@ use super::handle::{Handle, Writer};
 use super::inode::{Found, Inode};
 use super::{Attr, Fs, FsError, FsResult, Kind};
 use crate::backend::ObjectMeta;
-use crate::data::{Prefetcher, Upload};
+use crate::data::Prefetcher;
 
 /// How a file is opened, decoded from open(2) flags by the adapter.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,12 +47,7 @@ impl Fs {
         self.negative.remove(parent, name);
         let ino = {
             let mut table = self.inodes.lock().unwrap();
-            let found = Found {
-                kind: Kind::File,
-                size: 0,
-                mtime: SystemTime::now(),
-                etag: None,
-            };
+            let found = Found { kind: Kind::File, size: 0, mtime: SystemTime::now(), etag: None };
             let ino = table.upsert(parent, name, found);
             let i = table.get_mut(ino).expect("just inserted");
             (i.size, i.writing) = (0, true);
@@ -60,15 +55,8 @@ impl Fs {
             ino
         };
         let key = self.inode(ino)?.key();
-        let writer = Writer {
-            key,
-            base_size: 0,
-            truncated: true,
-            created: true,
-            upload: None,
-            done: false,
-            opener_pid: pid,
-        };
+        let writer =
+            Writer { key, base_size: 0, truncated: true, created: true, upload: None, done: false, opener_pid: pid };
         let fh = self.add_handle(ino, Handle::Write(Box::new(writer)));
         self.writers.lock().unwrap().insert(ino, fh);
         Ok((self.attr_of(&self.inode(ino)?), fh))
@@ -83,9 +71,7 @@ impl Fs {
             return self.open_write(i, mode, pid);
         }
         if i.writing {
-            return Err(FsError::Busy(
-                "the file is being written and not yet uploaded",
-            ));
+            return Err(FsError::Busy("the file is being written and not yet uploaded"));
         }
         // Revalidate so the reader sees the current object, and pin its ETag.
         let attr = self.getattr(ino).await?;
@@ -131,9 +117,7 @@ impl Fs {
         let mut h = h.lock().await;
         match &mut h.handle {
             Handle::Read(p) => Ok(p.read(offset, size as u64).await?),
-            Handle::Write(_) => Err(FsError::Unsupported(
-                "reading a file while it is being written",
-            )),
+            Handle::Write(_) => Err(FsError::Unsupported("reading a file while it is being written")),
             Handle::Dir(_) => Err(FsError::IsDir),
         }
     }
@@ -146,22 +130,13 @@ impl Fs {
             return Err(FsError::BadHandle);
         };
         if w.done {
-            return Err(FsError::Unsupported(
-                "writing after the file was flushed (close of a dup or fsync)",
-            ));
+            return Err(FsError::Unsupported("writing after the file was flushed (close of a dup or fsync)"));
         }
         if w.upload.is_none() {
             if w.base_size > 0 && !w.truncated {
-                return Err(FsError::Unsupported(
-                    "modifying an existing file without O_TRUNC",
-                ));
+                return Err(FsError::Unsupported("modifying an existing file without O_TRUNC"));
             }
-            w.upload = Some(Upload::new(
-                self.store.clone(),
-                w.key.clone(),
-                self.opts.upload.clone(),
-                self.budget.clone(),
-            ));
+            w.upload = Some(self.uploader.start(w.key.clone()));
             self.writers.lock().unwrap().insert(ino, fh);
             self.mark_writing(ino, 0);
         }
@@ -251,8 +226,7 @@ impl Fs {
         let Some(i) = table.get_mut(ino) else { return };
         i.writing = false;
         if let Some(m) = meta {
-            (i.size, i.mtime, i.etag, i.validated) =
-                (m.size, m.last_modified, m.etag, Instant::now());
+            (i.size, i.mtime, i.etag, i.validated) = (m.size, m.last_modified, m.etag, Instant::now());
         }
     }
 
@@ -287,9 +261,7 @@ impl Fs {
                     return Ok(());
                 }
             }
-            return Err(FsError::Unsupported(
-                "truncating a file being written to a new size",
-            ));
+            return Err(FsError::Unsupported("truncating a file being written to a new size"));
         }
         if size == i.size {
             return Ok(());
@@ -302,7 +274,8 @@ impl Fs {
         Ok(())
     }
 
-    /// Finishes every open upload (SIGTERM, unmount). Returns how many failed.
+    /// Finishes every open upload and retries failed aborts (SIGTERM, unmount).
+    /// Returns how many uploads failed.
     pub async fn drain(&self) -> usize {
         let fhs: Vec<u64> = self.writers.lock().unwrap().values().copied().collect();
         let mut failed = 0;
@@ -310,6 +283,10 @@ impl Fs {
             if self.commit(fh).await.is_err() {
                 failed += 1;
             }
+        }
+        let orphans = self.uploader.aborts.retry(&self.store).await;
+        if orphans > 0 {
+            tracing::error!(orphans, "multipart uploads could not be aborted; the server keeps their parts");
         }
         failed
     }

@@ -79,11 +79,7 @@ impl InodeTable {
             open_handles: 0,
             writing: false,
         };
-        Self {
-            by_ino: HashMap::from([(ROOT_INO, root)]),
-            by_name: HashMap::new(),
-            next_ino: ROOT_INO + 1,
-        }
+        Self { by_ino: HashMap::from([(ROOT_INO, root)]), by_name: HashMap::new(), next_ino: ROOT_INO + 1 }
     }
 
     pub fn get(&self, ino: u64) -> Option<&Inode> {
@@ -95,26 +91,19 @@ impl InodeTable {
     }
 
     pub fn child(&self, parent: u64, name: &str) -> Option<&Inode> {
-        self.by_name
-            .get(&(parent, name.to_string()))
-            .and_then(|i| self.by_ino.get(i))
+        self.by_name.get(&(parent, name.to_string())).and_then(|i| self.by_ino.get(i))
     }
 
     /// Children of `parent` currently known (used to show files still being written).
     pub fn children(&self, parent: u64) -> impl Iterator<Item = &Inode> {
-        self.by_ino
-            .values()
-            .filter(move |i| i.parent == parent && i.ino != ROOT_INO)
+        self.by_ino.values().filter(move |i| i.parent == parent && i.ino != ROOT_INO)
     }
 
     /// Records `found` under `parent/name`, keeping the inode number when the kind is
     /// unchanged. Returns the inode number.
     pub fn upsert(&mut self, parent: u64, name: &str, found: Found) -> u64 {
         if let Some(existing) = self.by_name.get(&(parent, name.to_string())).copied() {
-            let inode = self
-                .by_ino
-                .get_mut(&existing)
-                .expect("name maps to a live inode");
+            let inode = self.by_ino.get_mut(&existing).expect("name maps to a live inode");
             if inode.kind == found.kind {
                 if !inode.writing {
                     (inode.size, inode.mtime, inode.etag) = (found.size, found.mtime, found.etag);
@@ -124,11 +113,7 @@ impl InodeTable {
             }
             self.unlink(parent, name);
         }
-        let path = self
-            .by_ino
-            .get(&parent)
-            .map(|p| p.child_path(name))
-            .unwrap_or_default();
+        let path = self.by_ino.get(&parent).map(|p| p.child_path(name)).unwrap_or_default();
         let ino = self.next_ino;
         self.next_ino += 1;
         self.by_ino.insert(
@@ -201,12 +186,7 @@ mod tests {
     use super::*;
 
     fn file(size: u64) -> Found {
-        Found {
-            kind: Kind::File,
-            size,
-            mtime: SystemTime::UNIX_EPOCH,
-            etag: None,
-        }
+        Found { kind: Kind::File, size, mtime: SystemTime::UNIX_EPOCH, etag: None }
     }
 
     #[test]
@@ -227,14 +207,7 @@ mod tests {
         let mut t = InodeTable::new(SystemTime::now());
         let a = t.upsert(ROOT_INO, "a", file(1));
         t.add_lookup(a);
-        let d = t.upsert(
-            ROOT_INO,
-            "a",
-            Found {
-                kind: Kind::Dir,
-                ..file(0)
-            },
-        );
+        let d = t.upsert(ROOT_INO, "a", Found { kind: Kind::Dir, ..file(0) });
         assert_ne!(a, d);
         assert_eq!(t.get(d).unwrap().key(), "a/");
         let b = t.upsert(d, "b", file(3));

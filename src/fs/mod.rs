@@ -19,7 +19,7 @@ use handle::{Handle, OpenHandle};
 use inode::{Found, Inode, InodeTable, ROOT_INO};
 
 use crate::backend::{BackendError, DynStore};
-use crate::data::{MemoryBudget, PrefetchConfig, UploadConfig};
+use crate::data::{MemoryBudget, PrefetchConfig, UploadConfig, Uploader};
 use crate::meta::{list_dir, valid_name, MetaConfig, NegativeCache};
 
 #[derive(Clone, Debug, Default)]
@@ -64,21 +64,21 @@ pub struct Fs {
     writers: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
     budget: MemoryBudget,
+    uploader: Uploader,
     mount_time: SystemTime,
 }
 
 impl Fs {
     pub fn new(store: DynStore, opts: FsOptions) -> Self {
         let mount_time = SystemTime::now();
-        let max_memory = if opts.max_memory == 0 {
-            crate::data::mem_limit::default_budget_bytes()
-        } else {
-            opts.max_memory
-        };
+        let max_memory =
+            if opts.max_memory == 0 { crate::data::mem_limit::default_budget_bytes() } else { opts.max_memory };
+        let budget = MemoryBudget::new(max_memory);
         Self {
+            uploader: Uploader::new(store.clone(), opts.upload.clone(), budget.clone()),
             store,
             negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
-            budget: MemoryBudget::new(max_memory),
+            budget,
             opts,
             inodes: Mutex::new(InodeTable::new(mount_time)),
             handles: Mutex::new(HashMap::new()),
@@ -98,24 +98,11 @@ impl Fs {
             Kind::File => o.file_mode,
             Kind::Dir => o.dir_mode,
         };
-        Attr {
-            ino: i.ino,
-            kind: i.kind,
-            size: i.size,
-            mtime: i.mtime,
-            perm,
-            uid: o.uid,
-            gid: o.gid,
-        }
+        Attr { ino: i.ino, kind: i.kind, size: i.size, mtime: i.mtime, perm, uid: o.uid, gid: o.gid }
     }
 
     fn inode(&self, ino: u64) -> FsResult<Inode> {
-        self.inodes
-            .lock()
-            .unwrap()
-            .get(ino)
-            .cloned()
-            .ok_or(FsError::NotFound)
+        self.inodes.lock().unwrap().get(ino).cloned().ok_or(FsError::NotFound)
     }
 
     fn dir(&self, ino: u64) -> FsResult<Inode> {
@@ -155,26 +142,14 @@ impl Fs {
     /// else a file if the object exists. Both requests run in parallel.
     async fn probe(&self, path: &str) -> FsResult<Option<Found>> {
         let dir_prefix = format!("{path}/");
-        let (head, list) = tokio::join!(
-            self.store.head(path),
-            self.store.list_page(&dir_prefix, Some("/"), None, Some(1))
-        );
+        let (head, list) =
+            tokio::join!(self.store.head(path), self.store.list_page(&dir_prefix, Some("/"), None, Some(1)));
         let list = list?;
         if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            return Ok(Some(Found {
-                kind: Kind::Dir,
-                size: 0,
-                mtime: self.mount_time,
-                etag: None,
-            }));
+            return Ok(Some(Found { kind: Kind::Dir, size: 0, mtime: self.mount_time, etag: None }));
         }
         match head {
-            Ok(m) => Ok(Some(Found {
-                kind: Kind::File,
-                size: m.size,
-                mtime: m.last_modified,
-                etag: m.etag,
-            })),
+            Ok(m) => Ok(Some(Found { kind: Kind::File, size: m.size, mtime: m.last_modified, etag: m.etag })),
             Err(BackendError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -226,8 +201,7 @@ impl Fs {
         let mut table = self.inodes.lock().unwrap();
         let cur = table.get_mut(ino).ok_or(FsError::NotFound)?;
         if !cur.writing {
-            (cur.size, cur.mtime, cur.etag, cur.validated) =
-                (m.size, m.last_modified, m.etag, Instant::now());
+            (cur.size, cur.mtime, cur.etag, cur.validated) = (m.size, m.last_modified, m.etag, Instant::now());
         }
         Ok(self.attr_of(cur))
     }
@@ -244,12 +218,7 @@ impl Fs {
         let path = dir.child_path(name);
         self.store.put(&format!("{path}/"), Bytes::new()).await?;
         self.negative.remove(parent, name);
-        let found = Found {
-            kind: Kind::Dir,
-            size: 0,
-            mtime: SystemTime::now(),
-            etag: None,
-        };
+        let found = Found { kind: Kind::Dir, size: 0, mtime: SystemTime::now(), etag: None };
         let mut table = self.inodes.lock().unwrap();
         let ino = table.upsert(parent, name, found);
         table.add_lookup(ino);
@@ -279,12 +248,7 @@ impl Fs {
         }
         let prefix = i.key();
         let page = self.store.list_page(&prefix, None, None, Some(2)).await?;
-        let has_local = self
-            .inodes
-            .lock()
-            .unwrap()
-            .children(i.ino)
-            .any(|c| c.writing);
+        let has_local = self.inodes.lock().unwrap().children(i.ino).any(|c| c.writing);
         if has_local || page.objects.iter().any(|o| o.key != prefix) || !page.prefixes.is_empty() {
             return Err(FsError::NotEmpty);
         }
@@ -320,38 +284,19 @@ impl Fs {
 
     pub fn statfs(&self) -> StatFs {
         // Object stores have no fixed capacity: report a large, mostly free volume.
-        StatFs {
-            blocks: 1 << 38,
-            bfree: 1 << 38,
-            files: 1 << 32,
-            ffree: 1 << 32,
-            bsize: 4096,
-            namelen: 255,
-        }
+        StatFs { blocks: 1 << 38, bfree: 1 << 38, files: 1 << 32, ffree: 1 << 32, bsize: 4096, namelen: 255 }
     }
 
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
         let dir = self.dir(ino)?;
         let mut entries = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
         // Files still being written here exist for this mount before they reach the store.
-        let known: std::collections::HashSet<String> =
-            entries.iter().map(|e| e.name.clone()).collect();
+        let known: std::collections::HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
         {
             let table = self.inodes.lock().unwrap();
-            for c in table
-                .children(ino)
-                .filter(|c| c.writing && !known.contains(&c.name))
-            {
-                let found = Found {
-                    kind: c.kind,
-                    size: c.size,
-                    mtime: c.mtime,
-                    etag: None,
-                };
-                entries.push(crate::meta::DirEntry {
-                    name: c.name.clone(),
-                    found,
-                });
+            for c in table.children(ino).filter(|c| c.writing && !known.contains(&c.name)) {
+                let found = Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None };
+                entries.push(crate::meta::DirEntry { name: c.name.clone(), found });
             }
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -373,23 +318,13 @@ impl Fs {
             return Err(FsError::BadHandle);
         };
         let dir = self.inode(h.ino)?;
-        let dots = [
-            (".", self.attr_of(&dir)),
-            (
-                "..",
-                self.attr_of(&self.inode(dir.parent).unwrap_or(dir.clone())),
-            ),
-        ];
+        let dots = [(".", self.attr_of(&dir)), ("..", self.attr_of(&self.inode(dir.parent).unwrap_or(dir.clone())))];
         for (idx, (name, attr)) in dots.iter().enumerate().skip(offset as usize) {
             if add(idx as u64 + 1, name, attr) {
                 return Ok(());
             }
         }
-        for (idx, e) in entries
-            .iter()
-            .enumerate()
-            .skip((offset as usize).saturating_sub(2))
-        {
+        for (idx, e) in entries.iter().enumerate().skip((offset as usize).saturating_sub(2)) {
             let attr = {
                 let mut table = self.inodes.lock().unwrap();
                 let ino = table.upsert(h.ino, &e.name, e.found.clone());
@@ -421,12 +356,7 @@ impl Fs {
     }
 
     fn handle(&self, fh: u64) -> FsResult<SharedHandle> {
-        self.handles
-            .lock()
-            .unwrap()
-            .get(&fh)
-            .map(|(_, h)| h.clone())
-            .ok_or(FsError::BadHandle)
+        self.handles.lock().unwrap().get(&fh).map(|(_, h)| h.clone()).ok_or(FsError::BadHandle)
     }
 
     fn remove_handle(&self, fh: u64) -> Option<SharedHandle> {

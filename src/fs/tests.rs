@@ -37,13 +37,7 @@ impl ObjectStore for Probe {
     async fn get_range(&self, key: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {
         self.inner.get_range(key, r, m).await
     }
-    async fn list_page(
-        &self,
-        p: &str,
-        d: Option<&str>,
-        t: Option<String>,
-        m: Option<i32>,
-    ) -> Result<ListPage> {
+    async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_page(p, d, t, m).await
     }
@@ -59,12 +53,7 @@ impl ObjectStore for Probe {
         }
         self.inner.upload_part(key, id, n, body).await
     }
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<ObjectMeta> {
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
         self.inner.complete_multipart(key, id, parts).await
     }
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
@@ -80,10 +69,7 @@ impl ObjectStore for Probe {
 
 fn opts() -> FsOptions {
     FsOptions {
-        upload: UploadConfig {
-            part_size: 5 * MIB,
-            max_in_flight: 2,
-        },
+        upload: UploadConfig { part_size: 5 * MIB, max_in_flight: 2 },
         max_memory: 64 * MIB,
         ..FsOptions::default()
     }
@@ -95,18 +81,11 @@ fn setup() -> (Arc<Probe>, Fs) {
 }
 
 fn wr() -> OpenMode {
-    OpenMode {
-        write: true,
-        truncate: true,
-        ..OpenMode::default()
-    }
+    OpenMode { write: true, truncate: true, ..OpenMode::default() }
 }
 
 async fn put(p: &Probe, key: &str, body: &[u8]) {
-    p.inner
-        .put(key, Bytes::copy_from_slice(body))
-        .await
-        .unwrap();
+    p.inner.put(key, Bytes::copy_from_slice(body)).await.unwrap();
 }
 
 async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<()> {
@@ -119,17 +98,7 @@ async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<(
 }
 
 async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
-    let fh = fs
-        .open(
-            ino,
-            OpenMode {
-                read: true,
-                ..OpenMode::default()
-            },
-            PID,
-        )
-        .await
-        .unwrap();
+    let fh = fs.open(ino, OpenMode { read: true, ..OpenMode::default() }, PID).await.unwrap();
     let mut out = Vec::new();
     loop {
         let chunk = fs.read(fh, out.len() as u64, 100_000).await.unwrap();
@@ -168,10 +137,7 @@ async fn implicit_and_marker_directories_both_appear() {
     assert_eq!((c.kind, c.size), (Kind::File, 5));
     assert_eq!(read_all(&fs, c.ino).await, b"hello");
     assert_eq!(fs.lookup(ROOT, "m").await.unwrap().kind, Kind::Dir);
-    assert!(matches!(
-        fs.lookup(ROOT, "nope").await,
-        Err(FsError::NotFound)
-    ));
+    assert!(matches!(fs.lookup(ROOT, "nope").await, Err(FsError::NotFound)));
 }
 
 #[tokio::test]
@@ -179,9 +145,7 @@ async fn small_file_is_one_put_and_large_file_streams_as_multipart() {
     let (p, fs) = setup();
     write_file(&fs, ROOT, "small", b"tiny").await.unwrap();
     assert_eq!(p.inner.head("small").await.unwrap().size, 4);
-    let big: Vec<u8> = (0..12 * MIB as usize + 77)
-        .map(|i| (i % 241) as u8)
-        .collect();
+    let big: Vec<u8> = (0..12 * MIB as usize + 77).map(|i| (i % 241) as u8).collect();
     write_file(&fs, ROOT, "big", &big).await.unwrap();
     assert_eq!(p.inner.open_uploads(), 0);
     let attr = fs.lookup(ROOT, "big").await.unwrap();
@@ -209,15 +173,8 @@ async fn failed_upload_is_eio_at_close_and_leaves_the_old_object() {
     let err = failed.or(close.err()).expect("the failure must surface");
     assert_eq!(err.errno(), libc::EIO);
     let _ = fs.release(fh).await;
-    assert_eq!(
-        p.inner.get_range("f", 0..100, None).await.unwrap(),
-        &b"old contents"[..]
-    );
-    assert_eq!(
-        p.inner.open_uploads(),
-        0,
-        "the multipart upload was aborted"
-    );
+    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"old contents"[..]);
+    assert_eq!(p.inner.open_uploads(), 0, "the multipart upload was aborted");
 }
 
 #[tokio::test]
@@ -240,16 +197,10 @@ async fn close_without_data_by_a_shell_dup_does_not_commit() {
     fs.write(fh, 0, b"line 1\n").await.unwrap();
     fs.flush(fh, PID + 1).await.unwrap(); // a forked child closing its copy
     fs.write(fh, 7, b"line 2\n").await.unwrap();
-    assert!(
-        p.inner.head("log").await.is_err(),
-        "not visible before the opener's close"
-    );
+    assert!(p.inner.head("log").await.is_err(), "not visible before the opener's close");
     fs.flush(fh, PID).await.unwrap();
     fs.release(fh).await.unwrap();
-    assert_eq!(
-        p.inner.get_range("log", 0..100, None).await.unwrap(),
-        &b"line 1\nline 2\n"[..]
-    );
+    assert_eq!(p.inner.get_range("log", 0..100, None).await.unwrap(), &b"line 1\nline 2\n"[..]);
 }
 
 #[tokio::test]
@@ -261,28 +212,11 @@ async fn touch_creates_an_empty_object_and_truncate_empties() {
     assert_eq!(p.inner.head("t").await.unwrap().size, 0);
     put(&p, "u", b"12345").await;
     let ino = fs.lookup(ROOT, "u").await.unwrap().ino;
-    fs.setattr(
-        ino,
-        SetAttr {
-            size: Some(0),
-            ..SetAttr::default()
-        },
-    )
-    .await
-    .unwrap();
+    fs.setattr(ino, SetAttr { size: Some(0), ..SetAttr::default() }).await.unwrap();
     assert_eq!(p.inner.head("u").await.unwrap().size, 0);
     put(&p, "v", b"12345").await;
     let ino = fs.lookup(ROOT, "v").await.unwrap().ino;
-    let err = fs
-        .setattr(
-            ino,
-            SetAttr {
-                size: Some(2),
-                ..SetAttr::default()
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = fs.setattr(ino, SetAttr { size: Some(2), ..SetAttr::default() }).await.unwrap_err();
     assert_eq!(err.errno(), libc::ENOTSUP);
 }
 
@@ -291,37 +225,15 @@ async fn unsupported_writes_fail_clearly_and_change_nothing() {
     let (p, fs) = setup();
     put(&p, "f", b"keep me").await;
     let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
-    let fh = fs
-        .open(
-            ino,
-            OpenMode {
-                write: true,
-                ..OpenMode::default()
-            },
-            PID,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        fs.write(fh, 0, b"x").await.unwrap_err().errno(),
-        libc::ENOTSUP
-    );
+    let fh = fs.open(ino, OpenMode { write: true, ..OpenMode::default() }, PID).await.unwrap();
+    assert_eq!(fs.write(fh, 0, b"x").await.unwrap_err().errno(), libc::ENOTSUP);
     fs.release(fh).await.unwrap();
     let fh = fs.open(ino, wr(), PID).await.unwrap();
     fs.write(fh, 0, b"abc").await.unwrap();
-    assert_eq!(
-        fs.write(fh, 10, b"gap").await.unwrap_err().errno(),
-        libc::ENOTSUP
-    );
-    assert_eq!(
-        p.inner.get_range("f", 0..100, None).await.unwrap(),
-        &b"keep me"[..]
-    );
+    assert_eq!(fs.write(fh, 10, b"gap").await.unwrap_err().errno(), libc::ENOTSUP);
+    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"keep me"[..]);
     fs.release(fh).await.unwrap();
-    assert_eq!(
-        p.inner.get_range("f", 0..100, None).await.unwrap(),
-        &b"abc"[..]
-    );
+    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"abc"[..]);
 }
 
 #[tokio::test]
@@ -331,59 +243,29 @@ async fn mkdir_rmdir_unlink_semantics() {
     assert!(p.inner.head("d/").await.is_ok(), "marker object");
     assert_eq!(fs.mkdir(ROOT, "d").await.unwrap_err().errno(), libc::EEXIST);
     write_file(&fs, d.ino, "f", b"x").await.unwrap();
-    assert_eq!(
-        fs.rmdir(ROOT, "d").await.unwrap_err().errno(),
-        libc::ENOTEMPTY
-    );
-    assert_eq!(
-        fs.unlink(ROOT, "d").await.unwrap_err().errno(),
-        libc::EISDIR
-    );
-    assert_eq!(
-        fs.rmdir(d.ino, "f").await.unwrap_err().errno(),
-        libc::ENOTDIR
-    );
+    assert_eq!(fs.rmdir(ROOT, "d").await.unwrap_err().errno(), libc::ENOTEMPTY);
+    assert_eq!(fs.unlink(ROOT, "d").await.unwrap_err().errno(), libc::EISDIR);
+    assert_eq!(fs.rmdir(d.ino, "f").await.unwrap_err().errno(), libc::ENOTDIR);
     fs.unlink(d.ino, "f").await.unwrap();
     assert!(p.inner.head("d/f").await.is_err());
     fs.rmdir(ROOT, "d").await.unwrap();
     assert!(p.inner.head("d/").await.is_err());
     assert!(matches!(fs.lookup(ROOT, "d").await, Err(FsError::NotFound)));
-    assert_eq!(
-        fs.mkdir(ROOT, &"n".repeat(256)).await.unwrap_err().errno(),
-        libc::ENAMETOOLONG
-    );
+    assert_eq!(fs.mkdir(ROOT, &"n".repeat(256)).await.unwrap_err().errno(), libc::ENAMETOOLONG);
 }
 
 #[tokio::test]
 async fn read_only_refuses_every_write() {
     let p = Arc::new(Probe::default());
     put(&p, "f", b"x").await;
-    let fs = Fs::new(
-        p.clone(),
-        FsOptions {
-            read_only: true,
-            ..opts()
-        },
-    );
+    let fs = Fs::new(p.clone(), FsOptions { read_only: true, ..opts() });
     let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
-    assert_eq!(
-        fs.create(ROOT, "n", PID).await.unwrap_err().errno(),
-        libc::EROFS
-    );
+    assert_eq!(fs.create(ROOT, "n", PID).await.unwrap_err().errno(), libc::EROFS);
     assert_eq!(fs.mkdir(ROOT, "d").await.unwrap_err().errno(), libc::EROFS);
     assert_eq!(fs.unlink(ROOT, "f").await.unwrap_err().errno(), libc::EROFS);
-    assert_eq!(
-        fs.open(ino, wr(), PID).await.unwrap_err().errno(),
-        libc::EROFS
-    );
-    let trunc = SetAttr {
-        size: Some(0),
-        ..SetAttr::default()
-    };
-    assert_eq!(
-        fs.setattr(ino, trunc).await.unwrap_err().errno(),
-        libc::EROFS
-    );
+    assert_eq!(fs.open(ino, wr(), PID).await.unwrap_err().errno(), libc::EROFS);
+    let trunc = SetAttr { size: Some(0), ..SetAttr::default() };
+    assert_eq!(fs.setattr(ino, trunc).await.unwrap_err().errno(), libc::EROFS);
     assert_eq!(read_all(&fs, ino).await, b"x");
 }
 
@@ -392,26 +274,13 @@ async fn cached_stat_and_negative_lookup_cost_no_requests() {
     let (p, fs) = setup();
     put(&p, "f", b"x").await;
     let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
-    let (h, l) = (
-        p.heads.load(Ordering::SeqCst),
-        p.lists.load(Ordering::SeqCst),
-    );
+    let (h, l) = (p.heads.load(Ordering::SeqCst), p.lists.load(Ordering::SeqCst));
     fs.getattr(ino).await.unwrap();
     fs.lookup(ROOT, "f").await.unwrap();
     assert!(fs.lookup(ROOT, "missing").await.is_err());
-    let (h2, l2) = (
-        p.heads.load(Ordering::SeqCst),
-        p.lists.load(Ordering::SeqCst),
-    );
+    let (h2, l2) = (p.heads.load(Ordering::SeqCst), p.lists.load(Ordering::SeqCst));
     assert!(fs.lookup(ROOT, "missing").await.is_err());
-    assert_eq!(
-        (
-            p.heads.load(Ordering::SeqCst),
-            p.lists.load(Ordering::SeqCst)
-        ),
-        (h2, l2),
-        "negative cache hit"
-    );
+    assert_eq!((p.heads.load(Ordering::SeqCst), p.lists.load(Ordering::SeqCst)), (h2, l2), "negative cache hit");
     assert_eq!((h2, l2), (h + 1, l + 1), "only the miss went to the store");
     // After the TTL, another client's change shows.
     put(&p, "f", b"longer").await;
@@ -458,10 +327,7 @@ async fn readdirplus_counts_lookups_for_entries_it_returns() {
     fs.releasedir(fh);
     let f0 = seen[2].2;
     fs.forget(f0, 1);
-    assert!(
-        fs.inodes.lock().unwrap().get(f0).is_none(),
-        "forget frees the inode"
-    );
+    assert!(fs.inodes.lock().unwrap().get(f0).is_none(), "forget frees the inode");
 }
 
 #[tokio::test]
@@ -471,10 +337,7 @@ async fn file_being_written_is_listed_and_stat_shows_its_size() {
     fs.write(fh, 0, b"12345").await.unwrap();
     assert!(names(&fs, ROOT).await.contains(&"w".to_string()));
     assert_eq!(fs.getattr(a.ino).await.unwrap().size, 5);
-    assert_eq!(
-        fs.rmdir(ROOT, "w").await.unwrap_err().errno(),
-        libc::ENOTDIR
-    );
+    assert_eq!(fs.rmdir(ROOT, "w").await.unwrap_err().errno(), libc::ENOTDIR);
     fs.release(fh).await.unwrap();
 }
 

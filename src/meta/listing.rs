@@ -16,21 +16,12 @@ pub struct DirEntry {
 
 /// Whether `name` can be one path component.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains('/')
-        && !name.contains('\0')
-        && name.len() <= 255
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0') && name.len() <= 255
 }
 
 /// Lists the directory whose prefix is `prefix` ("" or ending in `/`). A name that is
 /// both a file and a directory shows as the directory (its contents stay reachable).
-pub async fn list_dir(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    dir_mtime: SystemTime,
-) -> Result<Vec<DirEntry>> {
+pub async fn list_dir(store: &dyn ObjectStore, prefix: &str, dir_mtime: SystemTime) -> Result<Vec<DirEntry>> {
     let page = list_all(store, prefix, Some("/")).await?;
     let mut entries = BTreeMap::new();
     for obj in page.objects {
@@ -42,12 +33,7 @@ pub async fn list_dir(
             tracing::debug!(key = %obj.key, "skipping key that is not a valid file name");
             continue;
         }
-        let found = Found {
-            kind: Kind::File,
-            size: obj.size,
-            mtime: obj.last_modified,
-            etag: obj.etag,
-        };
+        let found = Found { kind: Kind::File, size: obj.size, mtime: obj.last_modified, etag: obj.etag };
         entries.insert(name.to_string(), found);
     }
     for p in page.prefixes {
@@ -56,18 +42,10 @@ pub async fn list_dir(
             tracing::debug!(prefix = %p, "skipping prefix that is not a valid directory name");
             continue;
         }
-        let found = Found {
-            kind: Kind::Dir,
-            size: 0,
-            mtime: dir_mtime,
-            etag: None,
-        };
+        let found = Found { kind: Kind::Dir, size: 0, mtime: dir_mtime, etag: None };
         entries.insert(name.to_string(), found);
     }
-    Ok(entries
-        .into_iter()
-        .map(|(name, found)| DirEntry { name, found })
-        .collect())
+    Ok(entries.into_iter().map(|(name, found)| DirEntry { name, found }).collect())
 }
 
 #[cfg(test)]
@@ -79,19 +57,14 @@ mod tests {
     #[tokio::test]
     async fn lists_files_dirs_and_skips_odd_keys() {
         let s = MemoryStore::new();
-        for k in [
-            "d/", "d/f", "d/sub/x", "d//y", "d/./z", "d/g", "d/g/h", "top",
-        ] {
+        for k in ["d/", "d/f", "d/sub/x", "d//y", "d/./z", "d/g", "d/g/h", "top"] {
             s.put(k, Bytes::from_static(b"1")).await.unwrap();
         }
         let long = format!("d/{}", "n".repeat(300));
         s.put(&long, Bytes::new()).await.unwrap();
         let e = list_dir(&s, "d/", SystemTime::UNIX_EPOCH).await.unwrap();
         let names: Vec<(&str, Kind)> = e.iter().map(|e| (e.name.as_str(), e.found.kind)).collect();
-        assert_eq!(
-            names,
-            [("f", Kind::File), ("g", Kind::Dir), ("sub", Kind::Dir)]
-        );
+        assert_eq!(names, [("f", Kind::File), ("g", Kind::Dir), ("sub", Kind::Dir)]);
         let root = list_dir(&s, "", SystemTime::UNIX_EPOCH).await.unwrap();
         assert_eq!(root.len(), 2);
     }

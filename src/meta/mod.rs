@@ -19,11 +19,7 @@ pub struct MetaConfig {
 
 impl Default for MetaConfig {
     fn default() -> Self {
-        Self {
-            ttl: Some(Duration::from_secs(1)),
-            negative_ttl: Duration::from_secs(1),
-            negative_capacity: 10_000,
-        }
+        Self { ttl: Some(Duration::from_secs(1)), negative_ttl: Duration::from_secs(1), negative_capacity: 10_000 }
     }
 }
 

@@ -15,18 +15,12 @@ pub struct NegativeCache {
 impl NegativeCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).expect("max(1) is non-zero");
-        Self {
-            ttl,
-            entries: Mutex::new(LruCache::new(cap)),
-        }
+        Self { ttl, entries: Mutex::new(LruCache::new(cap)) }
     }
 
     pub fn insert(&self, parent: u64, name: &str) {
         if !self.ttl.is_zero() {
-            self.entries
-                .lock()
-                .unwrap()
-                .put((parent, name.to_string()), Instant::now());
+            self.entries.lock().unwrap().put((parent, name.to_string()), Instant::now());
         }
     }
 
@@ -45,10 +39,7 @@ impl NegativeCache {
 
     /// The name now exists (we created it): forget the miss at once.
     pub fn remove(&self, parent: u64, name: &str) {
-        self.entries
-            .lock()
-            .unwrap()
-            .pop(&(parent, name.to_string()));
+        self.entries.lock().unwrap().pop(&(parent, name.to_string()));
     }
 }
 

@@ -66,18 +66,13 @@ pub fn raw_client(endpoint: &str) -> aws_sdk_s3::Client {
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 pub fn put_object(endpoint: &str, bucket: &str, key: &str, body: &[u8]) {
     let c = raw_client(endpoint);
     let body = aws_sdk_s3::primitives::ByteStream::from(body.to_vec());
-    rt().block_on(c.put_object().bucket(bucket).key(key).body(body).send())
-        .unwrap();
+    rt().block_on(c.put_object().bucket(bucket).key(key).body(body).send()).unwrap();
 }
 
 pub fn get_object(endpoint: &str, bucket: &str, key: &str) -> Option<Vec<u8>> {
@@ -91,29 +86,15 @@ pub fn get_object(endpoint: &str, bucket: &str, key: &str) -> Option<Vec<u8>> {
 pub fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
     let c = raw_client(endpoint);
     rt().block_on(async {
-        let out = c
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .unwrap();
-        out.contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect()
+        let out = c.list_objects_v2().bucket(bucket).prefix(prefix).send().await.unwrap();
+        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
     })
 }
 
 pub fn open_multipart_uploads(endpoint: &str, bucket: &str) -> usize {
     let c = raw_client(endpoint);
     rt().block_on(async {
-        let out = c
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .send()
-            .await
-            .unwrap();
+        let out = c.list_multipart_uploads().bucket(bucket).send().await.unwrap();
         out.uploads().len()
     })
 }
@@ -133,9 +114,7 @@ pub fn sha256_file(p: &Path) -> String {
 
 /// Deterministic pseudo-random bytes (fast, no extra crate).
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;
@@ -149,11 +128,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 /// Runs `bash -c script`, returning (exit code, stdout, stderr).
 pub fn sh(script: &str) -> (i32, String, String) {
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("bash").arg("-c").arg(script).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -165,15 +140,9 @@ pub fn is_mounted(path: &Path) -> bool {
     let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let needle = canon.to_string_lossy().into_owned();
-    mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
+    mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -18,10 +18,7 @@ impl MotoServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let server = Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
-        };
+        let server = Self { endpoint: format!("http://127.0.0.1:{port}"), child };
         server.wait_ready();
         let c = super::raw_client(&server.endpoint);
         super::rt().block_on(async {

@@ -32,12 +32,7 @@ impl Mounted {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut m = Self {
-            path,
-            _dir: dir,
-            log,
-            child: Some(child),
-        };
+        let mut m = Self { path, _dir: dir, log, child: Some(child) };
         m.wait_live();
         m
     }
@@ -71,10 +66,7 @@ impl Mounted {
 
     fn teardown(&mut self) -> Option<i32> {
         if super::is_mounted(&self.path) {
-            let ok = Command::new("umount")
-                .arg(&self.path)
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success());
             if !ok {
                 let _ = Command::new("umount").arg("-l").arg(&self.path).status();
             }

@@ -15,18 +15,10 @@ fn venv() -> &'static PathBuf {
         }
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
         if !dir.join(".ready").exists() {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().is_ok_and(|s| s.success());
             assert!(ok, "python3 -m venv failed: install python3-venv");
             let pip = dir.join("bin/pip");
-            let ok = Command::new(&pip)
-                .args(["install", "-q"])
-                .args(PACKAGES)
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = Command::new(&pip).args(["install", "-q"]).args(PACKAGES).status().is_ok_and(|s| s.success());
             assert!(ok, "pip install {PACKAGES:?} failed");
             std::fs::write(dir.join(".ready"), "").unwrap();
         }

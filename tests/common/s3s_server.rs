@@ -30,22 +30,13 @@ impl S3sServer {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let dir: PathBuf = root.path().to_path_buf();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
                 let fs = s3s_fs::FileSystem::new(&dir).unwrap();
                 let mut b = S3ServiceBuilder::new(fs);
-                b.set_auth(SimpleAuth::from_single(
-                    super::ACCESS_KEY,
-                    super::SECRET_KEY,
-                ));
+                b.set_auth(SimpleAuth::from_single(super::ACCESS_KEY, super::SECRET_KEY));
                 let service = b.build();
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
-                    .await
-                    .unwrap();
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let http = ConnBuilder::new(TokioExecutor::new());
                 let accept = async {
@@ -55,9 +46,7 @@ impl S3sServer {
                         };
                         // Without NODELAY each request on a reused connection stalls ~40 ms.
                         let _ = sock.set_nodelay(true);
-                        let conn = http
-                            .serve_connection(TokioIo::new(sock), service.clone())
-                            .into_owned();
+                        let conn = http.serve_connection(TokioIo::new(sock), service.clone()).into_owned();
                         tokio::spawn(async move {
                             let _ = conn.await;
                         });
@@ -68,12 +57,7 @@ impl S3sServer {
             rt.shutdown_background(); // drops every open connection
         });
         let addr = addr_rx.recv().unwrap();
-        Self {
-            endpoint: format!("http://{addr}"),
-            root,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        Self { endpoint: format!("http://{addr}"), root, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     /// Stops serving: open connections drop, new ones are refused.
@@ -103,13 +87,7 @@ impl S3sServer {
     pub fn open_uploads(&self) -> usize {
         std::fs::read_dir(self.root.path())
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".upload-")
-            })
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".upload-"))
             .count()
     }
 
