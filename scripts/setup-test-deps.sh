@@ -21,7 +21,7 @@ fi
 venv="${RSTORE_TEST_VENV:-$PWD/target/test-venv}"
 if [ ! -f "$venv/.ready" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'remote-store[s3]' 'moto[server]' boto3
+  "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/test-requirements.txt
   touch "$venv/.ready"
 fi
 echo "$venv"

@@ -101,6 +101,8 @@ pub fn run_foreground(req: MountRequest) -> Result<(), Failure> {
         }
     };
     ready.send("ok");
+    // systemd Type=notify: READY=1 only now that the mount is live.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(store = %req.store.name, mountpoint = %req.mountpoint.display(), "mounted");
     let unmounter = session.unmount_callable();
     rt.spawn(handle_signals(fs, unmounter, req.mountpoint.clone()));
@@ -143,6 +145,7 @@ async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mou
     };
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::info!("signal received: finishing uploads and unmounting");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tokio::spawn(async move {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         eprintln!("rstore-mount: second signal, exiting now");

@@ -45,9 +45,10 @@ impl Fs {
             }
         }
         self.negative.remove(parent, name);
+        let found = Found { kind: Kind::File, size: 0, mtime: SystemTime::now(), etag: None };
+        self.listings.upsert(parent, name, found.clone());
         let ino = {
             let mut table = self.inodes.lock().unwrap();
-            let found = Found { kind: Kind::File, size: 0, mtime: SystemTime::now(), etag: None };
             let ino = table.upsert(parent, name, found);
             let i = table.get_mut(ino).expect("just inserted");
             (i.size, i.writing) = (0, true);
@@ -227,6 +228,8 @@ impl Fs {
         i.writing = false;
         if let Some(m) = meta {
             (i.size, i.mtime, i.etag, i.validated) = (m.size, m.last_modified, m.etag, Instant::now());
+            let found = Found { kind: Kind::File, size: i.size, mtime: i.mtime, etag: i.etag.clone() };
+            self.listings.upsert(i.parent, &i.name, found);
         }
     }
 
@@ -235,10 +238,12 @@ impl Fs {
         let mut table = self.inodes.lock().unwrap();
         let Some(i) = table.get_mut(ino) else { return };
         i.writing = false;
-        i.validated = Instant::now() - std::time::Duration::from_secs(3600);
+        // Stale at once, so the next stat asks the store (shortly after boot, within the TTL).
+        i.validated = Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or(i.validated);
         if created {
             let (parent, name) = (i.parent, i.name.clone());
-            table.unlink(parent, &name);
+            drop(table);
+            self.forget_name(parent, &name);
         }
     }
 

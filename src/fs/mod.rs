@@ -20,7 +20,7 @@ use inode::{Found, Inode, InodeTable, ROOT_INO};
 
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, UploadConfig, Uploader};
-use crate::meta::{list_dir, valid_name, MetaConfig, NegativeCache};
+use crate::meta::{list_dir, valid_name, DirCache, MetaConfig, NegativeCache};
 
 #[derive(Clone, Debug, Default)]
 pub struct FsOptions {
@@ -59,6 +59,7 @@ pub struct Fs {
     opts: FsOptions,
     inodes: Mutex<InodeTable>,
     negative: NegativeCache,
+    listings: DirCache,
     handles: Mutex<HashMap<u64, (u64, SharedHandle)>>,
     /// ino → the handle writing it (one writer per file at a time).
     writers: Mutex<HashMap<u64, u64>>,
@@ -78,6 +79,7 @@ impl Fs {
             uploader: Uploader::new(store.clone(), opts.upload.clone(), budget.clone()),
             store,
             negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
+            listings: DirCache::new(opts.meta, opts.meta.listing_capacity),
             budget,
             opts,
             inodes: Mutex::new(InodeTable::new(mount_time)),
@@ -168,7 +170,11 @@ impl Fs {
         if self.negative.contains(parent, name) {
             return Err(FsError::NotFound);
         }
-        match self.probe(&dir.child_path(name)).await? {
+        let found = match self.listings.lookup(parent, name) {
+            Some(listed) => listed,
+            None => self.probe(&dir.child_path(name)).await?,
+        };
+        match found {
             Some(found) => {
                 let mut table = self.inodes.lock().unwrap();
                 let ino = table.upsert(parent, name, found);
@@ -219,9 +225,11 @@ impl Fs {
         self.store.put(&format!("{path}/"), Bytes::new()).await?;
         self.negative.remove(parent, name);
         let found = Found { kind: Kind::Dir, size: 0, mtime: SystemTime::now(), etag: None };
+        self.listings.upsert(parent, name, found.clone());
         let mut table = self.inodes.lock().unwrap();
         let ino = table.upsert(parent, name, found);
         table.add_lookup(ino);
+        self.listings.put(ino, &[]); // a new directory is empty: lookups in it cost nothing
         Ok(self.attr_of(table.get(ino).expect("just inserted")))
     }
 
@@ -235,9 +243,15 @@ impl Fs {
             return Err(FsError::Busy("the file is still being written"));
         }
         self.store.delete(&i.key()).await?;
-        self.inodes.lock().unwrap().unlink(parent, name);
-        self.negative.insert(parent, name);
+        self.forget_name(parent, name);
         Ok(())
+    }
+
+    /// `parent/name` is gone (our unlink/rmdir, a failed first upload).
+    fn forget_name(&self, parent: u64, name: &str) {
+        self.inodes.lock().unwrap().unlink(parent, name);
+        self.listings.remove(parent, name);
+        self.negative.insert(parent, name);
     }
 
     pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
@@ -253,8 +267,8 @@ impl Fs {
             return Err(FsError::NotEmpty);
         }
         self.store.delete(&prefix).await?;
-        self.inodes.lock().unwrap().unlink(parent, name);
-        self.negative.insert(parent, name);
+        self.listings.invalidate(i.ino);
+        self.forget_name(parent, name);
         Ok(())
     }
 
@@ -289,7 +303,14 @@ impl Fs {
 
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
         let dir = self.dir(ino)?;
-        let mut entries = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
+        let mut entries = match self.listings.get(ino) {
+            Some(cached) => cached,
+            None => {
+                let listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
+                self.listings.put(ino, &listed);
+                listed
+            }
+        };
         // Files still being written here exist for this mount before they reach the store.
         let known: std::collections::HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
         {
@@ -334,8 +355,11 @@ impl Fs {
                 self.inodes.lock().unwrap().collect(attr.ino);
                 return Ok(());
             }
+            let mut table = self.inodes.lock().unwrap();
             if plus {
-                self.inodes.lock().unwrap().add_lookup(attr.ino);
+                table.add_lookup(attr.ino);
+            } else {
+                table.collect(attr.ino); // plain readdir takes no reference
             }
         }
         Ok(())

@@ -349,3 +349,97 @@ async fn drain_commits_open_uploads() {
     assert_eq!(fs.drain().await, 0);
     assert_eq!(p.inner.head("pending").await.unwrap().size, 4);
 }
+
+/// `ls -l` as the kernel drives it with readdirplus: opendir, readdirplus, a stat each.
+async fn ls_l(fs: &Fs, ino: u64) -> usize {
+    let fh = fs.opendir(ino).await.unwrap();
+    let mut inos = Vec::new();
+    let mut offset = 0;
+    loop {
+        let before = inos.len();
+        fs.readdir(fh, offset, true, |next, _, a| {
+            if inos.len() - before == 100 {
+                return true; // a 100-entry reply buffer is full: this entry is not taken
+            }
+            inos.push(a.ino);
+            offset = next;
+            false
+        })
+        .await
+        .unwrap();
+        if inos.len() == before {
+            break;
+        }
+    }
+    fs.releasedir(fh);
+    for ino in &inos[2..] {
+        fs.getattr(*ino).await.unwrap();
+    }
+    inos.len() - 2
+}
+
+fn counts(p: &Probe) -> (usize, usize) {
+    (p.lists.load(Ordering::SeqCst), p.heads.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn ls_l_costs_one_list_per_thousand_entries_and_no_head() {
+    let (p, fs) = setup();
+    for i in 0..2500 {
+        put(&p, &format!("big/f{i:05}"), b"x").await;
+    }
+    let dir = fs.lookup(ROOT, "big").await.unwrap().ino;
+    let before = counts(&p);
+    assert_eq!(ls_l(&fs, dir).await, 2500);
+    let after = counts(&p);
+    assert_eq!((after.0 - before.0, after.1 - before.1), (3, 0), "ceil(2500/1000) LISTs, 0 HEADs");
+    assert_eq!(ls_l(&fs, dir).await, 2500);
+    assert_eq!(counts(&p), after, "a second ls -l within the TTL makes no request");
+    // A name absent from the fresh listing costs nothing either.
+    assert!(fs.lookup(dir, "not-there").await.is_err());
+    assert_eq!(counts(&p), after);
+}
+
+#[tokio::test]
+async fn listing_shows_our_changes_at_once_and_others_after_the_ttl() {
+    let (p, fs) = setup();
+    put(&p, "d/a", b"1").await;
+    let d = fs.lookup(ROOT, "d").await.unwrap().ino;
+    assert_eq!(names(&fs, d).await, [".", "..", "a"]);
+    write_file(&fs, d, "mine", b"22").await.unwrap();
+    fs.mkdir(d, "sub").await.unwrap();
+    fs.unlink(d, "a").await.unwrap();
+    put(&p, "d/theirs", b"3").await;
+    assert_eq!(names(&fs, d).await, [".", "..", "mine", "sub"], "own changes at once");
+    assert_eq!(fs.lookup(d, "mine").await.unwrap().size, 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(names(&fs, d).await, [".", "..", "mine", "sub", "theirs"], "others' after the TTL");
+}
+
+#[tokio::test]
+async fn copying_into_a_new_directory_needs_one_put_per_file() {
+    let (p, fs) = setup();
+    let d = fs.mkdir(ROOT, "dst").await.unwrap().ino;
+    let before = counts(&p);
+    for i in 0..20 {
+        assert!(fs.lookup(d, &format!("f{i}")).await.is_err());
+        write_file(&fs, d, &format!("f{i}"), b"small").await.unwrap();
+    }
+    assert_eq!(counts(&p), before, "no LIST or HEAD: the new directory's listing is known");
+    assert_eq!(p.inner.list_page("dst/", None, None, None).await.unwrap().objects.len(), 21);
+}
+
+#[tokio::test]
+async fn indefinite_ttl_never_asks_again() {
+    let p = Arc::new(Probe::default());
+    put(&p, "f", b"x").await;
+    let meta = crate::meta::MetaConfig { ttl: None, ..crate::meta::MetaConfig::default() };
+    let fs = Fs::new(p.clone(), FsOptions { meta, ..opts() });
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    ls_l(&fs, ROOT).await;
+    let c = counts(&p);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    fs.getattr(ino).await.unwrap();
+    ls_l(&fs, ROOT).await;
+    assert_eq!(counts(&p), c);
+}

@@ -1,9 +1,11 @@
 //! The control path's memory: TTLs for attributes, a negative cache, and directory
 //! listings turned into entries.
 
+pub mod dircache;
 pub mod listing;
 pub mod negative;
 
+pub use dircache::DirCache;
 pub use listing::{list_dir, valid_name, DirEntry};
 pub use negative::NegativeCache;
 
@@ -15,11 +17,18 @@ pub struct MetaConfig {
     pub ttl: Option<Duration>,
     pub negative_ttl: Duration,
     pub negative_capacity: usize,
+    /// Directory listings kept (each for `ttl`).
+    pub listing_capacity: usize,
 }
 
 impl Default for MetaConfig {
     fn default() -> Self {
-        Self { ttl: Some(Duration::from_secs(1)), negative_ttl: Duration::from_secs(1), negative_capacity: 10_000 }
+        Self {
+            ttl: Some(Duration::from_secs(1)),
+            negative_ttl: Duration::from_secs(1),
+            negative_capacity: 10_000,
+            listing_capacity: 1024,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-const PACKAGES: &[&str] = &["remote-store[s3]", "moto[server]", "boto3"];
+const REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-requirements.txt");
 
 fn venv() -> &'static PathBuf {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
@@ -18,8 +18,8 @@ fn venv() -> &'static PathBuf {
             let ok = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().is_ok_and(|s| s.success());
             assert!(ok, "python3 -m venv failed: install python3-venv");
             let pip = dir.join("bin/pip");
-            let ok = Command::new(&pip).args(["install", "-q"]).args(PACKAGES).status().is_ok_and(|s| s.success());
-            assert!(ok, "pip install {PACKAGES:?} failed");
+            let ok = Command::new(&pip).args(["install", "-q", "-r", REQUIREMENTS]).status().is_ok_and(|s| s.success());
+            assert!(ok, "pip install -r {REQUIREMENTS} failed");
             std::fs::write(dir.join(".ready"), "").unwrap();
         }
         dir

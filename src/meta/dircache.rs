@@ -1,0 +1,112 @@
+//! Directory listings kept for the metadata TTL: a second `ls` costs nothing, and a
+//! name absent from a fresh listing is known missing without a request (`cp -r` into
+//! a directory just listed or just made). The mount's own changes edit the cached
+//! listing at once, so a program always sees its own writes.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use lru::LruCache;
+
+use super::{DirEntry, MetaConfig};
+use crate::fs::inode::Found;
+
+struct Listing {
+    entries: BTreeMap<String, Found>,
+    at: Instant,
+}
+
+pub struct DirCache {
+    cfg: MetaConfig,
+    dirs: Mutex<LruCache<u64, Listing>>,
+}
+
+impl DirCache {
+    pub fn new(cfg: MetaConfig, capacity: usize) -> Self {
+        let cap = NonZeroUsize::new(capacity.max(1)).expect("max(1) is non-zero");
+        Self { cfg, dirs: Mutex::new(LruCache::new(cap)) }
+    }
+
+    /// The fresh listing of `dir`, if any.
+    pub fn get(&self, dir: u64) -> Option<Vec<DirEntry>> {
+        let mut dirs = self.dirs.lock().unwrap();
+        let l = dirs.get(&dir).filter(|l| self.cfg.fresh(l.at))?;
+        Some(l.entries.iter().map(|(name, found)| DirEntry { name: name.clone(), found: found.clone() }).collect())
+    }
+
+    /// `Some(Some(found))`: listed; `Some(None)`: known absent; `None`: no fresh listing.
+    pub fn lookup(&self, dir: u64, name: &str) -> Option<Option<Found>> {
+        let mut dirs = self.dirs.lock().unwrap();
+        let l = dirs.get(&dir).filter(|l| self.cfg.fresh(l.at))?;
+        Some(l.entries.get(name).cloned())
+    }
+
+    pub fn put(&self, dir: u64, entries: &[DirEntry]) {
+        if self.cfg.ttl.is_some_and(|t| t.is_zero()) {
+            return;
+        }
+        let entries = entries.iter().map(|e| (e.name.clone(), e.found.clone())).collect();
+        self.dirs.lock().unwrap().put(dir, Listing { entries, at: Instant::now() });
+    }
+
+    /// Records our own change in a cached listing (no-op when `dir` is not cached).
+    pub fn upsert(&self, dir: u64, name: &str, found: Found) {
+        if let Some(l) = self.dirs.lock().unwrap().peek_mut(&dir) {
+            l.entries.insert(name.to_string(), found);
+        }
+    }
+
+    pub fn remove(&self, dir: u64, name: &str) {
+        if let Some(l) = self.dirs.lock().unwrap().peek_mut(&dir) {
+            l.entries.remove(name);
+        }
+    }
+
+    pub fn invalidate(&self, dir: u64) {
+        self.dirs.lock().unwrap().pop(&dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::attr::Kind;
+    use std::time::{Duration, SystemTime};
+
+    fn found() -> Found {
+        Found { kind: Kind::File, size: 1, mtime: SystemTime::UNIX_EPOCH, etag: None }
+    }
+
+    #[test]
+    fn listings_expire_and_track_our_changes() {
+        let cfg = MetaConfig { ttl: Some(Duration::from_millis(40)), ..MetaConfig::default() };
+        let c = DirCache::new(cfg, 2);
+        assert!(c.lookup(1, "a").is_none());
+        c.put(1, &[DirEntry { name: "a".into(), found: found() }]);
+        assert!(c.lookup(1, "a").unwrap().is_some());
+        assert!(c.lookup(1, "b").unwrap().is_none(), "absent from a fresh listing");
+        c.upsert(1, "b", found());
+        c.remove(1, "a");
+        let names: Vec<String> = c.get(1).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["b"]);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(c.get(1).is_none() && c.lookup(1, "b").is_none(), "expired");
+        c.upsert(7, "x", found());
+        assert!(c.get(7).is_none(), "upsert does not invent a listing");
+    }
+
+    #[test]
+    fn zero_ttl_caches_nothing_and_capacity_is_bounded() {
+        let off = DirCache::new(MetaConfig { ttl: Some(Duration::ZERO), ..MetaConfig::default() }, 4);
+        off.put(1, &[]);
+        assert!(off.get(1).is_none());
+        let c = DirCache::new(MetaConfig::default(), 2);
+        for d in 0..3 {
+            c.put(d, &[]);
+        }
+        assert!(c.get(0).is_none(), "least recently used listing evicted");
+        assert!(c.get(2).is_some());
+    }
+}
