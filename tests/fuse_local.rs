@@ -125,3 +125,33 @@ fn sigterm_finishes_and_unmounts() {
     assert_eq!(fs::read_to_string(root.path().join("open-at-signal")).unwrap(), "written before SIGTERM");
     drop(f);
 }
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_kib(pid: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_directory_of_100k_entries_lists_completely_in_bounded_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+    let big = root.path().join("big");
+    fs::create_dir(&big).unwrap();
+    for i in 0..100_000 {
+        fs::File::create(big.join(format!("file-{i:06}"))).unwrap();
+    }
+    let m = Mounted::start(&local_config(cfg.path(), root.path()), "data", &[]);
+    let mut names: Vec<String> =
+        fs::read_dir(m.join("big")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names.len(), 100_000);
+    assert!(names.iter().enumerate().all(|(i, n)| *n == format!("file-{i:06}")));
+    let (code, out, _) = sh(&format!("ls -l {}/big | wc -l", m.path.display()));
+    assert_eq!((code, out.trim()), (0, "100001"));
+    let (_, pid, _) = sh(&format!("pgrep -f 'rstore-mount.*{}'", m.path.display()));
+    let rss = peak_rss_kib(pid.trim());
+    eprintln!("peak RSS of the mount after listing 100k entries twice: {} MiB", rss / 1024);
+    assert!(rss < 300 * 1024, "peak RSS {} MiB", rss / 1024);
+}

@@ -180,7 +180,9 @@ impl ObjectStore for LocalStore {
             }
             keys.sort_by(|a, b| a.0.cmp(&b.0));
             let iter = keys.iter().map(|(k, m)| (k, m.clone()));
-            let max = max_keys.unwrap_or(1000).max(1) as usize;
+            // No S3 page limit here: re-reading a huge directory once per 1,000 keys
+            // would cost O(n²).
+            let max = max_keys.map_or(usize::MAX, |m| m.max(1) as usize);
             Ok(list_sorted(iter, &prefix, delimiter.as_deref(), token.as_deref(), max))
         })
         .await

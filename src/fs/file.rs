@@ -71,16 +71,19 @@ impl Fs {
         if mode.write {
             return self.open_write(i, mode, pid);
         }
-        if i.writing {
-            return Err(FsError::Busy("the file is being written and not yet uploaded"));
-        }
-        // Revalidate so the reader sees the current object, and pin its ETag.
-        let attr = self.getattr(ino).await?;
+        // A file created or truncated here and not yet written reads as empty
+        // (`touch f; cat f` before the empty object lands at release).
+        let size = match (i.writing, i.size) {
+            (true, 0) => 0,
+            (true, _) => return Err(FsError::Busy("the file is being written and not yet uploaded")),
+            // Revalidate so the reader sees the current object, and pin its ETag.
+            (false, _) => self.getattr(ino).await?.size,
+        };
         let i = self.inode(ino)?;
         let reader = Prefetcher::new(
             self.store.clone(),
             i.key(),
-            attr.size,
+            size,
             i.etag.clone(),
             self.opts.prefetch.clone(),
             self.budget.clone(),

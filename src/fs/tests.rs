@@ -443,3 +443,16 @@ async fn indefinite_ttl_never_asks_again() {
     ls_l(&fs, ROOT).await;
     assert_eq!(counts(&p), c);
 }
+
+#[tokio::test]
+async fn a_created_file_reads_empty_before_its_release() {
+    let (_p, fs) = setup();
+    let (a, fh) = fs.create(ROOT, "t", PID).await.unwrap();
+    fs.flush(fh, PID).await.unwrap(); // close(2) returned; release is still to come
+    assert!(read_all(&fs, a.ino).await.is_empty());
+    fs.write(fh, 0, b"data").await.unwrap();
+    let busy = fs.open(a.ino, OpenMode { read: true, ..OpenMode::default() }, PID).await;
+    assert_eq!(busy.unwrap_err().errno(), libc::EBUSY);
+    fs.release(fh).await.unwrap();
+    assert_eq!(read_all(&fs, a.ino).await, b"data");
+}

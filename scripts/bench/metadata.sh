@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Control-path benchmark (issue 4): listing, stat and small-file copies through
+# rstore-mount, s3fs and rclone mount against one Garage server on loopback, beside a raw
+# aws-sdk-s3 client (the ceiling). Prints a markdown table of medians of RUNS runs.
+#   scripts/bench/metadata.sh            # RUNS=3 FLAT=10000 TREE_DIRS=400 PER_DIR=50 SMALL=2000
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+RUNS="${RUNS:-3}" FLAT="${FLAT:-10000}" TREE_DIRS="${TREE_DIRS:-400}" PER_DIR="${PER_DIR:-50}" SMALL="${SMALL:-2000}"
+CLIENTS="${CLIENTS:-rstore s3fs rclone}"
+
+install_tools
+rm -rf "$BENCH_DIR" && mkdir -p "$BENCH_DIR"
+trap 'for m in "$BENCH_DIR"/mnt-*; do umount -l "$m" 2>/dev/null || true; done; stop_garage' EXIT
+start_garage
+
+log "populating: $FLAT objects in flat/, $((TREE_DIRS * PER_DIR)) in tree/ ($TREE_DIRS dirs)"
+raw populate flat/ "$FLAT" 1K 32 >/dev/null
+for d in $(seq -w 1 "$TREE_DIRS"); do echo "$d"; done | xargs -P 8 -I{} bash -c "cd '$REPO' && cargo bench --quiet --bench raw_s3 -- populate tree/d{}/ $PER_DIR 1K 8 >/dev/null 2>&1"
+SRC="$BENCH_DIR/small"; mkdir -p "$SRC"
+for i in $(seq -w 1 "$SMALL"); do head -c $(( (RANDOM % 61 + 4) * 1024 )) /dev/urandom > "$SRC/s$i"; done
+
+declare -A RESULT
+record() { RESULT["$1|$2"]=$3; }
+
+# measure CLIENT OP COMMAND...: remounts cold, runs COMMAND (with $M the mount) RUNS times.
+measure() {
+  local client=$1 op=$2; shift 2
+  local times=() cpu0 cpu1 cpus=()
+  for r in $(seq "$RUNS"); do
+    M="$BENCH_DIR/mnt-$client"; export M RUN=$r
+    mount_client "$client" "$M"
+    cpu0=$(server_cpu)
+    times+=("$(timeit bash -c "$*")")
+    cpu1=$(server_cpu)
+    cpus+=("$(echo "$cpu1 - $cpu0" | bc -l)")
+    unmount_client "$M"
+  done
+  local t c
+  t=$(printf '%s\n' "${times[@]}" | median); c=$(printf '%s\n' "${cpus[@]}" | median)
+  record "$client" "$op" "$t"
+  log "$client $op: ${times[*]} s (median $t s, server cpu $c s)"
+}
+
+raw_measure() {
+  local op=$1; shift
+  local times=()
+  for _ in $(seq "$RUNS"); do times+=("$(raw "$@" | cut -d' ' -f1)"); done
+  record raw "$op" "$(printf '%s\n' "${times[@]}" | median)"
+  log "raw $op: ${times[*]} s"
+}
+
+raw_measure "ls -f flat" list flat/
+raw_measure "find tree" list-tree tree/
+raw_measure "cp -r in" put-dir "$SRC" rawcopy/ 16
+raw_measure "cp -r out" get-prefix rawcopy/ 16
+
+for c in $CLIENTS; do
+  measure "$c" "ls -f flat" 'ls -f "$M/flat" | wc -l'
+  measure "$c" "ls -l flat" 'ls -l "$M/flat" | wc -l'
+  measure "$c" "find tree" 'find "$M/tree" | wc -l'
+  measure "$c" "du -s tree" 'du -s "$M/tree"'
+  measure "$c" "stat flat x2" 'ls -f "$M/flat" >/dev/null; for i in 1 2; do find "$M/flat" -type f -print0 | xargs -0 stat >/dev/null; done'
+  measure "$c" "cp -r in" 'cp -r "'"$SRC"'" "$M/cp-'"$c"'-$RUN"'
+  measure "$c" "cp -r out" 'rm -rf "'"$BENCH_DIR"'/out"; cp -r "$M/cp-'"$c"'-$RUN" "'"$BENCH_DIR"'/out"'
+done
+
+ops=("ls -f flat" "ls -l flat" "find tree" "du -s tree" "stat flat x2" "cp -r in" "cp -r out")
+echo
+echo "| operation | raw client (s) | rstore-mount (s) | s3fs (s) | rclone (s) | rstore ÷ raw | s3fs ÷ rstore | rclone ÷ rstore |"
+echo "|---|---|---|---|---|---|---|---|"
+for op in "${ops[@]}"; do
+  raw_t=${RESULT["raw|$op"]:-}
+  [ -z "$raw_t" ] && case $op in "ls -l flat"|"stat flat x2") raw_t=${RESULT["raw|ls -f flat"]} ;; "du -s tree") raw_t=${RESULT["raw|find tree"]} ;; esac
+  r=${RESULT["rstore|$op"]:-} s=${RESULT["s3fs|$op"]:-} c=${RESULT["rclone|$op"]:-}
+  ratio() { [ -n "$1" ] && [ -n "$2" ] && echo "scale=2; $1 / $2" | bc -l || echo "-"; }
+  echo "| $op | $raw_t | ${r:--} | ${s:--} | ${c:--} | $(ratio "$r" "$raw_t") | $(ratio "$s" "$r") | $(ratio "$c" "$r") |"
+done
+echo
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM; server: Garage $(garage --version 2>/dev/null | head -1); $RUNS runs, medians"
