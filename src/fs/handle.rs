@@ -1,7 +1,7 @@
 //! Open file and directory handles.
 
 use crate::data::{Prefetcher, Upload};
-use crate::meta::DirEntry;
+use crate::meta::Entries;
 
 /// A handle open for writing. The object is replaced only when the upload finishes.
 pub struct Writer {
@@ -32,7 +32,7 @@ impl Writer {
 pub enum Handle {
     Read(Box<Prefetcher>),
     Write(Box<Writer>),
-    Dir(Vec<DirEntry>),
+    Dir(Entries),
 }
 
 pub struct OpenHandle {

@@ -20,7 +20,7 @@ use inode::{Found, Inode, InodeTable, ROOT_INO};
 
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, UploadConfig, Uploader};
-use crate::meta::{list_dir, valid_name, DirCache, MetaConfig, NegativeCache};
+use crate::meta::{list_dir, valid_name, DirCache, DirEntry, MetaConfig, NegativeCache};
 
 #[derive(Clone, Debug, Default)]
 pub struct FsOptions {
@@ -229,7 +229,7 @@ impl Fs {
         let mut table = self.inodes.lock().unwrap();
         let ino = table.upsert(parent, name, found);
         table.add_lookup(ino);
-        self.listings.put(ino, &[]); // a new directory is empty: lookups in it cost nothing
+        self.listings.put(ino, Arc::default()); // a new directory is empty: lookups in it cost nothing
         Ok(self.attr_of(table.get(ino).expect("just inserted")))
     }
 
@@ -306,21 +306,28 @@ impl Fs {
         let mut entries = match self.listings.get(ino) {
             Some(cached) => cached,
             None => {
-                let listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
-                self.listings.put(ino, &listed);
+                let listed = Arc::new(list_dir(&*self.store, &dir.key(), self.mount_time).await?);
+                self.listings.put(ino, listed.clone());
                 listed
             }
         };
         // Files still being written here exist for this mount before they reach the store.
-        let known: std::collections::HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
-        {
+        let local: Vec<DirEntry> = {
+            let listed = |name: &str| entries.binary_search_by(|e| e.name.as_str().cmp(name)).is_ok();
             let table = self.inodes.lock().unwrap();
-            for c in table.children(ino).filter(|c| c.writing && !known.contains(&c.name)) {
-                let found = Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None };
-                entries.push(crate::meta::DirEntry { name: c.name.clone(), found });
-            }
+            let writing = table.children(ino).filter(|c| c.writing && !listed(&c.name));
+            writing
+                .map(|c| DirEntry {
+                    name: c.name.clone(),
+                    found: Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None },
+                })
+                .collect()
+        };
+        if !local.is_empty() {
+            let all = Arc::make_mut(&mut entries);
+            all.extend(local);
+            all.sort_by(|a, b| a.name.cmp(&b.name));
         }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(self.add_handle(ino, Handle::Dir(entries)))
     }
 

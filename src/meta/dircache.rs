@@ -3,9 +3,8 @@
 //! a directory just listed or just made). The mount's own changes edit the cached
 //! listing at once, so a program always sees its own writes.
 
-use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use lru::LruCache;
@@ -13,9 +12,18 @@ use lru::LruCache;
 use super::{DirEntry, MetaConfig};
 use crate::fs::inode::Found;
 
+/// Entries sorted by name, shared with open directory handles without copying.
+pub type Entries = Arc<Vec<DirEntry>>;
+
 struct Listing {
-    entries: BTreeMap<String, Found>,
+    entries: Entries,
     at: Instant,
+}
+
+impl Listing {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|e| e.name.as_str().cmp(name))
+    }
 }
 
 pub struct DirCache {
@@ -30,37 +38,43 @@ impl DirCache {
     }
 
     /// The fresh listing of `dir`, if any.
-    pub fn get(&self, dir: u64) -> Option<Vec<DirEntry>> {
+    pub fn get(&self, dir: u64) -> Option<Entries> {
         let mut dirs = self.dirs.lock().unwrap();
         let l = dirs.get(&dir).filter(|l| self.cfg.fresh(l.at))?;
-        Some(l.entries.iter().map(|(name, found)| DirEntry { name: name.clone(), found: found.clone() }).collect())
+        Some(l.entries.clone())
     }
 
     /// `Some(Some(found))`: listed; `Some(None)`: known absent; `None`: no fresh listing.
     pub fn lookup(&self, dir: u64, name: &str) -> Option<Option<Found>> {
         let mut dirs = self.dirs.lock().unwrap();
         let l = dirs.get(&dir).filter(|l| self.cfg.fresh(l.at))?;
-        Some(l.entries.get(name).cloned())
+        Some(l.find(name).ok().map(|i| l.entries[i].found.clone()))
     }
 
-    pub fn put(&self, dir: u64, entries: &[DirEntry]) {
+    /// Caches a listing; `entries` must be sorted by name (as `list_dir` returns them).
+    pub fn put(&self, dir: u64, entries: Entries) {
         if self.cfg.ttl.is_some_and(|t| t.is_zero()) {
             return;
         }
-        let entries = entries.iter().map(|e| (e.name.clone(), e.found.clone())).collect();
         self.dirs.lock().unwrap().put(dir, Listing { entries, at: Instant::now() });
     }
 
     /// Records our own change in a cached listing (no-op when `dir` is not cached).
     pub fn upsert(&self, dir: u64, name: &str, found: Found) {
         if let Some(l) = self.dirs.lock().unwrap().peek_mut(&dir) {
-            l.entries.insert(name.to_string(), found);
+            let entry = DirEntry { name: name.to_string(), found };
+            match l.find(name) {
+                Ok(i) => Arc::make_mut(&mut l.entries)[i] = entry,
+                Err(i) => Arc::make_mut(&mut l.entries).insert(i, entry),
+            }
         }
     }
 
     pub fn remove(&self, dir: u64, name: &str) {
         if let Some(l) = self.dirs.lock().unwrap().peek_mut(&dir) {
-            l.entries.remove(name);
+            if let Ok(i) = l.find(name) {
+                Arc::make_mut(&mut l.entries).remove(i);
+            }
         }
     }
 
@@ -84,12 +98,12 @@ mod tests {
         let cfg = MetaConfig { ttl: Some(Duration::from_millis(40)), ..MetaConfig::default() };
         let c = DirCache::new(cfg, 2);
         assert!(c.lookup(1, "a").is_none());
-        c.put(1, &[DirEntry { name: "a".into(), found: found() }]);
+        c.put(1, Arc::new(vec![DirEntry { name: "a".into(), found: found() }]));
         assert!(c.lookup(1, "a").unwrap().is_some());
         assert!(c.lookup(1, "b").unwrap().is_none(), "absent from a fresh listing");
         c.upsert(1, "b", found());
         c.remove(1, "a");
-        let names: Vec<String> = c.get(1).unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<String> = c.get(1).unwrap().iter().map(|e| e.name.clone()).collect();
         assert_eq!(names, ["b"]);
         std::thread::sleep(Duration::from_millis(50));
         assert!(c.get(1).is_none() && c.lookup(1, "b").is_none(), "expired");
@@ -100,11 +114,11 @@ mod tests {
     #[test]
     fn zero_ttl_caches_nothing_and_capacity_is_bounded() {
         let off = DirCache::new(MetaConfig { ttl: Some(Duration::ZERO), ..MetaConfig::default() }, 4);
-        off.put(1, &[]);
+        off.put(1, Arc::default());
         assert!(off.get(1).is_none());
         let c = DirCache::new(MetaConfig::default(), 2);
         for d in 0..3 {
-            c.put(d, &[]);
+            c.put(d, Arc::default());
         }
         assert!(c.get(0).is_none(), "least recently used listing evicted");
         assert!(c.get(2).is_some());

@@ -5,7 +5,7 @@ pub mod dircache;
 pub mod listing;
 pub mod negative;
 
-pub use dircache::DirCache;
+pub use dircache::{DirCache, Entries};
 pub use listing::{list_dir, valid_name, DirEntry};
 pub use negative::NegativeCache;
 
