@@ -206,7 +206,10 @@ impl Filesystem for FuseAdapter {
         let (mode, pid) = (OpenMode::from_flags(flags.0), req.pid());
         self.spawn(move |fs| async move {
             match fs.open(ino.0, mode, pid).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(o) => {
+                    let flags = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                    reply.opened(FileHandle(o.fh), flags)
+                }
                 Err(e) => reply.error(errno(&e)),
             }
         });

@@ -10,6 +10,14 @@ use super::{Attr, Fs, FsError, FsResult, Kind};
 use crate::backend::ObjectMeta;
 use crate::data::Prefetcher;
 
+/// An open file handle, and whether the kernel may keep the pages it cached for this
+/// file (same ETag as at the previous open: the object did not change).
+#[derive(Clone, Copy, Debug)]
+pub struct Opened {
+    pub fh: u64,
+    pub keep_cache: bool,
+}
+
 /// How a file is opened, decoded from open(2) flags by the adapter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenMode {
@@ -63,13 +71,16 @@ impl Fs {
         Ok((self.attr_of(&self.inode(ino)?), fh))
     }
 
-    pub async fn open(&self, ino: u64, mode: OpenMode, pid: u32) -> FsResult<u64> {
+    pub async fn open(&self, ino: u64, mode: OpenMode, pid: u32) -> FsResult<Opened> {
         let i = self.inode(ino)?;
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
         if mode.write {
-            return self.open_write(i, mode, pid);
+            if let Some(cur) = self.inodes.lock().unwrap().get_mut(ino) {
+                cur.cached_etag = None;
+            }
+            return self.open_write(i, mode, pid).map(|fh| Opened { fh, keep_cache: false });
         }
         // A file created or truncated here and not yet written reads as empty
         // (`touch f; cat f` before the empty object lands at release).
@@ -79,16 +90,17 @@ impl Fs {
             // Revalidate so the reader sees the current object, and pin its ETag.
             (false, _) => self.getattr(ino).await?.size,
         };
-        let i = self.inode(ino)?;
-        let reader = Prefetcher::new(
-            self.store.clone(),
-            i.key(),
-            size,
-            i.etag.clone(),
-            self.opts.prefetch.clone(),
-            self.budget.clone(),
-        );
-        Ok(self.add_handle(ino, Handle::Read(Box::new(reader))))
+        let (key, etag, keep_cache) = {
+            let mut table = self.inodes.lock().unwrap();
+            let i = table.get_mut(ino).ok_or(FsError::NotFound)?;
+            let keep = i.etag.is_some() && i.etag == i.cached_etag;
+            i.cached_etag = i.etag.clone();
+            (i.key(), i.etag.clone(), keep)
+        };
+        let reader =
+            Prefetcher::new(self.store.clone(), key, size, etag, self.opts.prefetch.clone(), self.budget.clone());
+        let fh = self.add_handle(ino, Handle::Read(Box::new(reader)));
+        Ok(Opened { fh, keep_cache })
     }
 
     fn open_write(&self, i: Inode, mode: OpenMode, pid: u32) -> FsResult<u64> {

@@ -27,6 +27,8 @@ pub struct Inode {
     pub open_handles: u32,
     /// A write handle owns this file: its local size is the truth until upload.
     pub writing: bool,
+    /// ETag of the data the kernel may hold in its page cache for this file.
+    pub cached_etag: Option<String>,
 }
 
 impl Inode {
@@ -78,6 +80,7 @@ impl InodeTable {
             lookups: 1,
             open_handles: 0,
             writing: false,
+            cached_etag: None,
         };
         Self { by_ino: HashMap::from([(ROOT_INO, root)]), by_name: HashMap::new(), next_ino: ROOT_INO + 1 }
     }
@@ -131,6 +134,7 @@ impl InodeTable {
                 lookups: 0,
                 open_handles: 0,
                 writing: false,
+                cached_etag: None,
             },
         );
         self.by_name.insert((parent, name.to_string()), ino);

@@ -98,7 +98,7 @@ async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<(
 }
 
 async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
-    let fh = fs.open(ino, OpenMode { read: true, ..OpenMode::default() }, PID).await.unwrap();
+    let fh = fs.open(ino, OpenMode { read: true, ..OpenMode::default() }, PID).await.unwrap().fh;
     let mut out = Vec::new();
     loop {
         let chunk = fs.read(fh, out.len() as u64, 100_000).await.unwrap();
@@ -160,7 +160,7 @@ async fn failed_upload_is_eio_at_close_and_leaves_the_old_object() {
     put(&p, "f", b"old contents").await;
     let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
     p.fail_parts.store(true, Ordering::SeqCst);
-    let fh = fs.open(ino, wr(), PID).await.unwrap();
+    let fh = fs.open(ino, wr(), PID).await.unwrap().fh;
     let data = vec![7u8; 11 * MIB as usize];
     let mut failed = None;
     for (i, chunk) in data.chunks(MIB as usize).enumerate() {
@@ -225,10 +225,10 @@ async fn unsupported_writes_fail_clearly_and_change_nothing() {
     let (p, fs) = setup();
     put(&p, "f", b"keep me").await;
     let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
-    let fh = fs.open(ino, OpenMode { write: true, ..OpenMode::default() }, PID).await.unwrap();
+    let fh = fs.open(ino, OpenMode { write: true, ..OpenMode::default() }, PID).await.unwrap().fh;
     assert_eq!(fs.write(fh, 0, b"x").await.unwrap_err().errno(), libc::ENOTSUP);
     fs.release(fh).await.unwrap();
-    let fh = fs.open(ino, wr(), PID).await.unwrap();
+    let fh = fs.open(ino, wr(), PID).await.unwrap().fh;
     fs.write(fh, 0, b"abc").await.unwrap();
     assert_eq!(fs.write(fh, 10, b"gap").await.unwrap_err().errno(), libc::ENOTSUP);
     assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"keep me"[..]);
@@ -455,4 +455,18 @@ async fn a_created_file_reads_empty_before_its_release() {
     assert_eq!(busy.unwrap_err().errno(), libc::EBUSY);
     fs.release(fh).await.unwrap();
     assert_eq!(read_all(&fs, a.ino).await, b"data");
+}
+
+#[tokio::test]
+async fn page_cache_is_kept_only_while_the_etag_is_unchanged() {
+    let (p, fs) = setup();
+    put(&p, "f", b"v1").await;
+    let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
+    let rd = || OpenMode { read: true, ..OpenMode::default() };
+    let first = fs.open(ino, rd(), PID).await.unwrap();
+    assert!(!first.keep_cache, "nothing cached yet");
+    assert!(fs.open(ino, rd(), PID).await.unwrap().keep_cache, "same ETag: keep");
+    put(&p, "f", b"v2 longer").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(!fs.open(ino, rd(), PID).await.unwrap().keep_cache, "object changed: drop the cache");
 }
