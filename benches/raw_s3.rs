@@ -3,7 +3,7 @@
 //!
 //! OPs: populate PREFIX N SIZE CONC | list PREFIX | list-tree PREFIX |
 //!      put-dir DIR PREFIX CONC | get-prefix PREFIX CONC |
-//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN
+//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -179,6 +179,10 @@ async fn main() {
             parallel(num(conc) as usize, jobs.collect()).await;
             size
         }
+        ["head", key] => match c.head_object().bucket(&b).key(*key).send().await {
+            Ok(o) => o.content_length.unwrap_or(0) as u64,
+            Err(_) => 0,
+        },
         ["get-first", key, len] => {
             let range = format!("bytes=0-{}", num(len) - 1);
             let o = c.get_object().bucket(&b).key(*key).range(range).send().await.unwrap();

@@ -27,10 +27,12 @@ install_tools() {
     log "building Garage (cargo install garage --locked; ~10 min once)"
     cargo install garage --locked --quiet
   fi
-  (cd "$REPO" && cargo build --release --quiet && cargo bench --bench raw_s3 --no-run --quiet 2>/dev/null)
+  (cd "$REPO" && cargo build --release --quiet)
+  RAW_BIN="$REPO/$(cd "$REPO" && cargo bench --bench raw_s3 --no-run 2>&1 | grep -o 'target/release/deps/raw_s3-[0-9a-f]*' | head -1)"
+  export RAW_BIN
 }
 
-raw() { (cd "$REPO" && cargo bench --quiet --bench raw_s3 -- "$@" 2>/dev/null); }
+raw() { "$RAW_BIN" "$@"; }
 
 start_garage() {
   mkdir -p "$BENCH_DIR/garage/meta" "$BENCH_DIR/garage/data"

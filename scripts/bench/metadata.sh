@@ -15,7 +15,7 @@ start_garage
 
 log "populating: $FLAT objects in flat/, $((TREE_DIRS * PER_DIR)) in tree/ ($TREE_DIRS dirs)"
 raw populate flat/ "$FLAT" 1K 32 >/dev/null
-for d in $(seq -w 1 "$TREE_DIRS"); do echo "$d"; done | xargs -P 8 -I{} bash -c "cd '$REPO' && cargo bench --quiet --bench raw_s3 -- populate tree/d{}/ $PER_DIR 1K 8 >/dev/null 2>&1"
+for d in $(seq -w 1 "$TREE_DIRS"); do echo "$d"; done | xargs -P 8 -I{} "$RAW_BIN" populate tree/d{}/ "$PER_DIR" 1K 8 >/dev/null
 SRC="$BENCH_DIR/small"; mkdir -p "$SRC"
 for i in $(seq -w 1 "$SMALL"); do head -c $(( (RANDOM % 61 + 4) * 1024 )) /dev/urandom > "$SRC/s$i"; done
 
