@@ -286,3 +286,36 @@ mod tests {
         assert_eq!(part_size_for(8 * MIB, 1001), 16 * MIB);
     }
 }
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use crate::backend::{MemoryStore, ObjectStore};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn concurrent_writers_wait_for_the_budget_and_never_exceed_it() {
+        let store = Arc::new(MemoryStore::new());
+        let budget = MemoryBudget::new(3000);
+        let uploader = Uploader::new(store.clone(), UploadConfig { part_size: 1000, max_in_flight: 2 }, budget.clone());
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (up, budget) = (uploader.clone(), budget.clone());
+            writers.push(tokio::spawn(async move {
+                let mut u = up.start(format!("w{w}"));
+                for _ in 0..20 {
+                    u.write(&[w as u8; 333]).await.unwrap();
+                    assert!(budget.reserved() <= budget.total());
+                }
+                u.finish().await.unwrap();
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(budget.reserved(), 0);
+        for w in 0..4u8 {
+            assert_eq!(store.get_range(&format!("w{w}"), 0..10_000, None).await.unwrap(), vec![w; 6660]);
+        }
+    }
+}
