@@ -3,7 +3,7 @@
 //!
 //! OPs: populate PREFIX N SIZE CONC | list PREFIX | list-tree PREFIX |
 //!      put-dir DIR PREFIX CONC | get-prefix PREFIX CONC |
-//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY
+//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY | count PREFIX
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -178,6 +178,18 @@ async fn main() {
             });
             parallel(num(conc) as usize, jobs.collect()).await;
             size
+        }
+        ["count", prefix] => {
+            let (mut n, mut token) = (0u64, None);
+            loop {
+                let out =
+                    c.list_objects_v2().bucket(&b).prefix(*prefix).set_continuation_token(token).send().await.unwrap();
+                n += out.contents().len() as u64;
+                match out.next_continuation_token() {
+                    Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                    _ => break n,
+                }
+            }
         }
         ["head", key] => match c.head_object().bucket(&b).key(*key).send().await {
             Ok(o) => o.content_length.unwrap_or(0) as u64,

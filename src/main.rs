@@ -1,3 +1,9 @@
 fn main() -> std::process::ExitCode {
+    // glibc raises its mmap threshold after large frees, after which 8 MiB read and upload
+    // buffers come from arenas that never shrink. A fixed threshold hands them back.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     rstore_mount::cli::main()
 }

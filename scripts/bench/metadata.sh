@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUNS="${RUNS:-3}" FLAT="${FLAT:-10000}" TREE_DIRS="${TREE_DIRS:-400}" PER_DIR="${PER_DIR:-50}" SMALL="${SMALL:-2000}"
 CLIENTS="${CLIENTS:-rstore s3fs rclone}"
+OPS="${OPS:-.}"   # a regex: run only the operations it matches
 
 install_tools
 rm -rf "$BENCH_DIR" && mkdir -p "$BENCH_DIR"
@@ -25,6 +26,7 @@ record() { RESULT["$1|$2"]=$3; }
 # measure CLIENT OP COMMAND...: remounts cold, runs COMMAND (with $M the mount) RUNS times.
 measure() {
   local client=$1 op=$2; shift 2
+  [[ $op =~ $OPS ]] || return 0
   local times=() cpu0 cpu1 cpus=()
   for r in $(seq "$RUNS"); do
     M="$BENCH_DIR/mnt-$client"; export M RUN=$r
@@ -43,6 +45,7 @@ measure() {
 
 raw_measure() {
   local op=$1; shift
+  [[ $op =~ $OPS ]] || return 0
   local times=()
   for _ in $(seq "$RUNS"); do times+=("$(raw "$@" | cut -d' ' -f1)"); done
   record raw "$op" "$(printf '%s\n' "${times[@]}" | median)"
@@ -60,7 +63,9 @@ for c in $CLIENTS; do
   measure "$c" "find tree" 'find "$M/tree" | wc -l'
   measure "$c" "du -s tree" 'du -s "$M/tree"'
   measure "$c" "stat flat x2" 'ls -f "$M/flat" >/dev/null; for i in 1 2; do find "$M/flat" -type f -print0 | xargs -0 stat >/dev/null; done'
-  measure "$c" "cp -r in" 'cp -r "'"$SRC"'" "$M/cp-'"$c"'-$RUN"'
+  # Timed until every object is in the bucket: rclone uploads after close.
+  measure "$c" "cp -r in" 'cp -r "'"$SRC"'" "$M/cp-'"$c"'-$RUN";
+    until [ "$("$RAW_BIN" count "cp-'"$c"'-$RUN/" | cut -d" " -f2)" = '"$SMALL"' ]; do sleep 0.05; done'
   measure "$c" "cp -r out" 'rm -rf "'"$BENCH_DIR"'/out"; cp -r "$M/cp-'"$c"'-$RUN" "'"$BENCH_DIR"'/out"'
 done
 
@@ -69,8 +74,9 @@ echo
 echo "| operation | raw client (s) | rstore-mount (s) | s3fs (s) | rclone (s) | rstore ÷ raw | s3fs ÷ rstore | rclone ÷ rstore |"
 echo "|---|---|---|---|---|---|---|---|"
 for op in "${ops[@]}"; do
+  [[ $op =~ $OPS ]] || continue
   raw_t=${RESULT["raw|$op"]:-}
-  [ -z "$raw_t" ] && case $op in "ls -l flat"|"stat flat x2") raw_t=${RESULT["raw|ls -f flat"]} ;; "du -s tree") raw_t=${RESULT["raw|find tree"]} ;; esac
+  [ -z "$raw_t" ] && case $op in "ls -l flat"|"stat flat x2") raw_t=${RESULT["raw|ls -f flat"]:-} ;; "du -s tree") raw_t=${RESULT["raw|find tree"]:-} ;; esac
   r=${RESULT["rstore|$op"]:-} s=${RESULT["s3fs|$op"]:-} c=${RESULT["rclone|$op"]:-}
   ratio() { [ -n "$1" ] && [ -n "$2" ] && echo "scale=2; $1 / $2" | bc -l || echo "-"; }
   echo "| $op | $raw_t | ${r:--} | ${s:--} | ${c:--} | $(ratio "$r" "$raw_t") | $(ratio "$s" "$r") | $(ratio "$c" "$r") |"

@@ -111,11 +111,13 @@ impl Prefetcher {
             }
         }
         if sequential {
-            self.schedule(end, end + self.window);
+            // Parts grow with the window: a fast first byte, then full-size GETs.
+            let part = self.window.min(self.cfg.part_size);
+            self.schedule(end, end + self.window, part);
             self.window = (self.window * 2).min(self.cfg.max_window);
         } else {
             let min_end = offset + self.cfg.min_random_read;
-            self.schedule(end.max(min_end), 0);
+            self.schedule(end.max(min_end), 0, 0);
         }
         self.last_end = Some(end);
         self.gather(offset, end).await
@@ -134,12 +136,18 @@ impl Prefetcher {
     }
 
     /// Ensures parts cover up to `need` (waiting on the budget is not allowed here) and
-    /// read ahead up to `want` while the budget allows.
-    fn schedule(&mut self, need: u64, want: u64) {
+    /// reads ahead towards `want` in parts of `part` bytes while the budget allows.
+    /// Read-ahead goes out only in (about) whole parts: topping the window up by each
+    /// 128 KiB kernel read would turn a stream into thousands of tiny GETs.
+    fn schedule(&mut self, need: u64, want: u64, part: u64) {
         let (need, want) = (need.min(self.size), want.min(self.size));
         while self.scheduled_to < need.max(want) {
             let start = self.scheduled_to;
-            let len = self.cfg.part_size.min(need.max(want) - start);
+            let len = if start < need { part.max(need - start) } else { part };
+            let len = len.min(self.size - start);
+            if start >= need && want - start < len / 2 {
+                break;
+            }
             let reservation = self.budget.try_reserve(len);
             if reservation.is_none() && start >= need {
                 break; // budget spent: stop reading ahead, never block
@@ -214,6 +222,25 @@ mod tests {
         assert_eq!(p.window, 8000);
         p.read(90_000, 100).await.unwrap();
         assert_eq!(p.window, 1000);
+    }
+
+    #[tokio::test]
+    async fn sequential_reads_fetch_whole_parts_not_one_get_per_read() {
+        let (mut p, data, _) = setup(200_000).await;
+        let mut sizes = Vec::new();
+        let mut off = 0;
+        while off < data.len() {
+            let got = p.read(off as u64, 128).await.unwrap();
+            assert_eq!(&got[..], &data[off..(off + 128).min(data.len())]);
+            sizes.extend(p.parts.iter().map(|part| part.end - part.start));
+            off += 128;
+        }
+        sizes.sort_unstable();
+        sizes.dedup();
+        // After the first small GETs every part is full size (the last may be short).
+        let small = sizes.iter().filter(|s| **s < 1000).count();
+        assert_eq!(small, 0, "no tiny read-ahead GETs: {sizes:?}");
+        assert!(sizes.contains(&3000), "{sizes:?}");
     }
 
     #[tokio::test]
