@@ -226,6 +226,14 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        // Read-ahead may start fetches from this thread, so it must see the runtime.
+        let _runtime = self.rt.enter();
+        if let Some(r) = self.fs.try_read_now(fh.0, offset, size) {
+            return match r {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(&e)),
+            };
+        }
         self.spawn(move |fs| async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),

@@ -29,6 +29,7 @@ impl Default for PrefetchConfig {
 enum PartData {
     Pending(JoinHandle<Result<Bytes>>),
     Ready(Bytes),
+    Failed(BackendError),
 }
 
 struct Part {
@@ -38,23 +39,56 @@ struct Part {
     _reservation: Option<Reservation>,
 }
 
+type Fetched = std::result::Result<Result<Bytes>, tokio::task::JoinError>;
+
 impl Part {
-    async fn bytes(&mut self) -> Result<&Bytes> {
-        if let PartData::Pending(task) = &mut self.data {
-            let got = task.await.map_err(|e| BackendError::Other(format!("fetch task failed: {e}")))??;
-            if got.len() as u64 != self.end - self.start {
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.end > start && self.start < end
+    }
+
+    fn settle(&mut self, got: Fetched) {
+        let want = self.end - self.start;
+        let checked =
+            got.map_err(|e| BackendError::Other(format!("fetch task failed: {e}"))).and_then(|r| r).and_then(|b| {
                 // A short body would be returned as file data: refuse it.
-                return Err(BackendError::Transient(format!(
-                    "short read: got {} of {} bytes",
-                    got.len(),
-                    self.end - self.start
-                )));
-            }
-            self.data = PartData::Ready(got);
+                if b.len() as u64 == want {
+                    Ok(b)
+                } else {
+                    Err(BackendError::Transient(format!("short read: got {} of {want} bytes", b.len())))
+                }
+            });
+        self.data = match checked {
+            Ok(b) => PartData::Ready(b),
+            Err(e) => PartData::Failed(e),
+        };
+    }
+
+    async fn wait(&mut self) {
+        if let PartData::Pending(task) = &mut self.data {
+            let got = task.await;
+            self.settle(got);
         }
+    }
+
+    /// Settles a finished fetch without waiting; true once the bytes are here.
+    fn ready_now(&mut self) -> bool {
+        if let PartData::Pending(task) = &mut self.data {
+            if !task.is_finished() {
+                return false;
+            }
+            match futures::FutureExt::now_or_never(task) {
+                Some(got) => self.settle(got),
+                None => return false,
+            }
+        }
+        matches!(self.data, PartData::Ready(_))
+    }
+
+    fn bytes(&self) -> Result<&Bytes> {
         match &self.data {
             PartData::Ready(b) => Ok(b),
-            PartData::Pending(_) => unreachable!("resolved above"),
+            PartData::Failed(e) => Err(e.clone()),
+            PartData::Pending(_) => Err(BackendError::Other("part not fetched yet".into())),
         }
     }
 }
@@ -97,8 +131,35 @@ impl Prefetcher {
 
     /// Reads up to `len` bytes at `offset` (short only at end of file).
     pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes> {
+        let Some(end) = self.prepare(offset, len) else { return Ok(Bytes::new()) };
+        for part in self.parts.iter_mut().filter(|p| p.overlaps(offset, end)) {
+            part.wait().await;
+        }
+        self.slice(offset, end)
+    }
+
+    /// Serves a read at once, without waiting or a task hop, when every byte of it is
+    /// already fetched; `None` sends the caller to `read`.
+    pub fn try_read(&mut self, offset: u64, len: u64) -> Option<Result<Bytes>> {
         if offset >= self.size || len == 0 {
-            return Ok(Bytes::new());
+            return Some(Ok(Bytes::new()));
+        }
+        let end = (offset + len).min(self.size);
+        if !self.covers(offset) || end > self.scheduled_to {
+            return None;
+        }
+        if !self.parts.iter_mut().filter(|p| p.overlaps(offset, end)).all(Part::ready_now) {
+            return None;
+        }
+        self.prepare(offset, len);
+        Some(self.slice(offset, end))
+    }
+
+    /// Access-pattern bookkeeping and read-ahead for a read; returns its end, or
+    /// `None` past the end of the file.
+    fn prepare(&mut self, offset: u64, len: u64) -> Option<u64> {
+        if offset >= self.size || len == 0 {
+            return None;
         }
         let end = (offset + len).min(self.size);
         let sequential = self.last_end.is_none_or(|e| e == offset) || self.covers(offset);
@@ -120,7 +181,7 @@ impl Prefetcher {
             self.schedule(end.max(min_end), 0, 0);
         }
         self.last_end = Some(end);
-        self.gather(offset, end).await
+        Some(end)
     }
 
     fn covers(&self, offset: u64) -> bool {
@@ -163,18 +224,16 @@ impl Prefetcher {
         self.scheduled_to = end;
     }
 
-    async fn gather(&mut self, offset: u64, end: u64) -> Result<Bytes> {
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for part in self.parts.iter_mut() {
-            if part.end <= offset || part.start >= end {
-                continue;
-            }
-            let (start, part_end) = (part.start, part.end);
-            let bytes = part.bytes().await?;
-            let from = (offset.max(start) - start) as usize;
-            let to = (end.min(part_end) - start) as usize;
-            if from == 0 && to == bytes.len() && out.is_empty() && part_end >= end {
-                return Ok(bytes.clone());
+    /// The bytes of [offset, end) from settled parts: a zero-copy slice when one part
+    /// holds them all.
+    fn slice(&self, offset: u64, end: u64) -> Result<Bytes> {
+        let mut out = BytesMut::new();
+        for part in self.parts.iter().filter(|p| p.overlaps(offset, end)) {
+            let bytes = part.bytes()?;
+            let from = (offset.max(part.start) - part.start) as usize;
+            let to = (end.min(part.end) - part.start) as usize;
+            if part.start <= offset && part.end >= end {
+                return Ok(bytes.slice(from..to));
             }
             out.extend_from_slice(&bytes[from..to]);
         }
@@ -241,6 +300,18 @@ mod tests {
         let small = sizes.iter().filter(|s| **s < 1000).count();
         assert_eq!(small, 0, "no tiny read-ahead GETs: {sizes:?}");
         assert!(sizes.contains(&3000), "{sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn fetched_bytes_are_served_without_waiting() {
+        let (mut p, data, _) = setup(50_000).await;
+        assert!(p.try_read(0, 100).is_none(), "nothing fetched yet");
+        assert_eq!(&p.read(0, 100).await.unwrap()[..], &data[..100]);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // read-ahead lands
+        let got = p.try_read(100, 500).expect("already fetched").unwrap();
+        assert_eq!(&got[..], &data[100..600]);
+        assert!(p.try_read(49_000, 10).is_none(), "far ahead: not fetched");
+        assert!(p.try_read(50_000, 10).unwrap().unwrap().is_empty(), "end of file");
     }
 
     #[tokio::test]

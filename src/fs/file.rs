@@ -138,6 +138,15 @@ impl Fs {
         }
     }
 
+    /// A read served on the calling thread when its bytes are already fetched (no task
+    /// hop, no waiting); `None` when it must go through `read`.
+    pub fn try_read_now(&self, fh: u64, offset: u64, size: u32) -> Option<FsResult<Bytes>> {
+        let h = self.handle(fh).ok()?;
+        let mut h = h.try_lock().ok()?;
+        let Handle::Read(p) = &mut h.handle else { return None };
+        p.try_read(offset, size as u64).map(|r| r.map_err(FsError::from))
+    }
+
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
         let mut h = h.lock().await;
