@@ -126,7 +126,7 @@ fn run(args: Args) -> Result<(), Failure> {
     if request.args.foreground {
         mount::run_foreground(request)
     } else {
-        mount::run_background(request, &path)
+        mount::run_background(request)
     }
 }
 

@@ -173,7 +173,7 @@ fn lazy_unmount(mountpoint: &Path) {
 
 /// Checks the store here (so errors print at once), then starts the mount in a
 /// background process and returns when it is live or has failed.
-pub fn run_background(req: MountRequest, _config: &Path) -> Result<(), Failure> {
+pub fn run_background(req: MountRequest) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(open_and_check(&req.store))?;
     drop(rt);

@@ -16,7 +16,7 @@ use bytes::Bytes;
 pub use attr::{Attr, Kind, Ownership};
 pub use error::{FsError, FsResult};
 use handle::{Handle, OpenHandle};
-use inode::{Found, Inode, InodeTable, ROOT_INO};
+use inode::{Found, Inode, InodeTable};
 
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, UploadConfig, Uploader};
@@ -398,10 +398,6 @@ impl Fs {
         }
         table.collect(ino);
         Some(h)
-    }
-
-    pub fn root_ino(&self) -> u64 {
-        ROOT_INO
     }
 }
 

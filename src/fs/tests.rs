@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::file::OpenMode;
+use super::inode::ROOT_INO;
 use super::*;
 use crate::backend::{CompletedPart, ListPage, MemoryStore, ObjectMeta, ObjectStore, Result};
 use crate::data::{UploadConfig, MIB};
