@@ -471,3 +471,19 @@ async fn page_cache_is_kept_only_while_the_etag_is_unchanged() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(!fs.open(ino, rd(), PID).await.unwrap().keep_cache, "object changed: drop the cache");
 }
+
+#[tokio::test]
+async fn chmod_chown_are_refused_and_utimens_is_kept_in_the_cache() {
+    let (p, fs) = setup();
+    put(&p, "f", b"x").await;
+    let a = fs.lookup(ROOT, "f").await.unwrap();
+    let chmod = SetAttr { mode: Some(0o100600), ..SetAttr::default() };
+    assert_eq!(fs.setattr(a.ino, chmod).await.unwrap_err().errno(), libc::ENOTSUP);
+    let chown = SetAttr { uid: Some(a.uid + 1), ..SetAttr::default() };
+    assert_eq!(fs.setattr(a.ino, chown).await.unwrap_err().errno(), libc::ENOTSUP);
+    let same = SetAttr { mode: Some(0o100644), uid: Some(a.uid), gid: Some(a.gid), ..SetAttr::default() };
+    fs.setattr(a.ino, same).await.unwrap();
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let touched = fs.setattr(a.ino, SetAttr { mtime: Some(when), ..SetAttr::default() }).await.unwrap();
+    assert_eq!(touched.mtime, when);
+}
