@@ -326,15 +326,25 @@ mod tests {
     #[tokio::test]
     async fn read_ahead_stays_inside_the_budget() {
         let (mut p, data, budget) = setup(200_000).await;
-        let small = MemoryBudget::new(8 * 1024);
+        let small = MemoryBudget::new(2 * 1024);
         p.budget = small.clone();
         let mut off = 0;
         while off < 200_000 {
             let got = p.read(off, 4096).await.unwrap();
             assert_eq!(&got[..], &data[off as usize..(off + 4096).min(200_000) as usize]);
-            assert!(small.reserved() <= small.total());
+            // Fetched beyond this read: at most what the budget holds, plus one demand part
+            // that may go out unreserved.
+            let ahead = p.scheduled_to.saturating_sub(off + 4096);
+            assert!(ahead <= small.total() + p.cfg.part_size, "read ahead {ahead} bytes on a 2 KiB budget");
             off += 4096;
         }
+        // With the large budget the same reads run ahead further: the limit is what bound it.
+        let (mut q, _, _) = setup(200_000).await;
+        q.read(0, 4096).await.unwrap();
+        for off in (4096..40_000).step_by(4096) {
+            q.read(off, 4096).await.unwrap();
+        }
+        assert!(q.scheduled_to - 40_960 > small.total() + q.cfg.part_size);
         drop(budget);
     }
 }
