@@ -141,10 +141,7 @@ impl Prefetcher {
     /// Serves a read at once, without waiting or a task hop, when every byte of it is
     /// already fetched; `None` sends the caller to `read`.
     pub fn try_read(&mut self, offset: u64, len: u64) -> Option<Result<Bytes>> {
-        if offset >= self.size || len == 0 {
-            return Some(Ok(Bytes::new()));
-        }
-        let end = (offset + len).min(self.size);
+        let Some(end) = self.end_of(offset, len) else { return Some(Ok(Bytes::new())) };
         if !self.covers(offset) || end > self.scheduled_to {
             return None;
         }
@@ -158,10 +155,7 @@ impl Prefetcher {
     /// Access-pattern bookkeeping and read-ahead for a read; returns its end, or
     /// `None` past the end of the file.
     fn prepare(&mut self, offset: u64, len: u64) -> Option<u64> {
-        if offset >= self.size || len == 0 {
-            return None;
-        }
-        let end = (offset + len).min(self.size);
+        let end = self.end_of(offset, len)?;
         let sequential = self.last_end.is_none_or(|e| e == offset) || self.covers(offset);
         self.drop_before(offset);
         if !self.covers(offset) {
@@ -182,6 +176,11 @@ impl Prefetcher {
         }
         self.last_end = Some(end);
         Some(end)
+    }
+
+    /// Where a read of `len` bytes at `offset` ends; `None` when it reads nothing.
+    fn end_of(&self, offset: u64, len: u64) -> Option<u64> {
+        (offset < self.size && len > 0).then(|| (offset + len).min(self.size))
     }
 
     fn covers(&self, offset: u64) -> bool {
