@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::{BackendKind, Registry, ResolvedStore};
-use crate::data::{PrefetchConfig, UploadConfig, MIB};
+use crate::data::{PrefetchConfig, StagingConfig, UploadConfig, MIB};
 use crate::fs::{FsOptions, Ownership};
 use crate::meta::MetaConfig;
 use crate::mount::{self, MountRequest};
@@ -65,6 +65,13 @@ pub struct Args {
     #[arg(long, default_value = "64M", value_name = "SIZE")]
     pub max_prefetch_window: String,
     /// Owner of files and directories (default: the mounting user)
+    /// Directory for staged files (files modified in place); default
+    /// $XDG_CACHE_HOME/rstore-mount, or /var/cache/rstore for root.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Space staged files may take together; past it writes fail with ENOSPC.
+    #[arg(long, default_value = "10G", value_name = "SIZE")]
+    pub max_cache_size: String,
     #[arg(long)]
     pub uid: Option<u32>,
     #[arg(long)]
@@ -221,14 +228,28 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
     if max_memory != 0 && max_memory < 32 * MIB {
         return Err("--max-memory must be at least 32MiB".into());
     }
+    let staging = StagingConfig {
+        dir: a.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        max_bytes: parse_bytes("max-cache-size", &a.max_cache_size)?,
+    };
     Ok(FsOptions {
         read_only: a.read_only,
         owner,
         meta,
         prefetch,
         upload: UploadConfig { part_size: part, ..UploadConfig::default() },
+        staging,
         max_memory,
     })
+}
+
+fn default_cache_dir() -> PathBuf {
+    match std::env::var_os("XDG_CACHE_HOME") {
+        Some(x) if !x.is_empty() => PathBuf::from(x).join("rstore-mount"),
+        // SAFETY: getuid cannot fail.
+        _ if unsafe { libc::getuid() } == 0 => PathBuf::from("/var/cache/rstore"),
+        _ => std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from).join(".cache/rstore-mount"),
+    }
 }
 
 #[cfg(test)]

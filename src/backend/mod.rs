@@ -6,6 +6,8 @@
 mod local;
 mod memory;
 mod prefixed;
+#[cfg(test)]
+pub mod probe;
 mod s3;
 
 use std::fmt;
@@ -47,6 +49,15 @@ pub struct CompletedPart {
     pub etag: String,
 }
 
+/// A byte range of an existing object, as the source of a copied part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartSource {
+    pub key: String,
+    pub range: Range<u64>,
+    /// The copy fails if the source changed since it was staged.
+    pub if_match: Option<String>,
+}
+
 /// Backend failures, already classified; `fs::error` maps them to errno.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
@@ -66,6 +77,8 @@ pub enum BackendError {
     InvalidInput(String),
     #[error("not supported: {0}")]
     Unsupported(String),
+    #[error("no space left in the staging area")]
+    NoSpace,
     #[error("{0}")]
     Other(String),
 }
@@ -91,6 +104,22 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta>;
     async fn create_multipart(&self, key: &str) -> Result<String>;
     async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes) -> Result<CompletedPart>;
+    /// A part copied server-side from `range` of object `src` (UploadPartCopy), so
+    /// unchanged ranges of a modified file are never sent again. Stores without a
+    /// server-side copy read and send the bytes.
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        src: &PartSource,
+    ) -> Result<CompletedPart> {
+        let body = self.get_range(&src.key, src.range.clone(), src.if_match.as_deref()).await?;
+        if body.len() as u64 != src.range.end - src.range.start {
+            return Err(BackendError::PreconditionFailed);
+        }
+        self.upload_part(key, upload_id, number, body).await
+    }
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     async fn copy(&self, src: &str, dst: &str) -> Result<()>;

@@ -6,7 +6,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, Result};
+use super::{CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result};
 
 #[derive(Debug)]
 pub struct Prefixed {
@@ -68,6 +68,11 @@ impl ObjectStore for Prefixed {
 
     async fn upload_part(&self, key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
         self.inner.upload_part(&self.full(key), id, number, body).await
+    }
+
+    async fn upload_part_copy(&self, key: &str, id: &str, number: i32, src: &PartSource) -> Result<CompletedPart> {
+        let src = PartSource { key: self.full(&src.key), ..src.clone() };
+        self.inner.upload_part_copy(&self.full(key), id, number, &src).await
     }
 
     async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {

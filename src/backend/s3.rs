@@ -15,7 +15,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
-use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result};
+use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result};
 use crate::config::{AddressingStyle, RetryConfig as CfgRetry, S3Options};
 
 #[derive(Debug)]
@@ -252,6 +252,25 @@ impl ObjectStore for S3Store {
         Ok(CompletedPart { number, etag })
     }
 
+    async fn upload_part_copy(&self, key: &str, id: &str, number: i32, src: &PartSource) -> Result<CompletedPart> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .copy_source(self.copy_source(&src.key))
+            .copy_source_range(format!("bytes={}-{}", src.range.start, src.range.end - 1))
+            .set_copy_source_if_match(src.if_match.clone())
+            .send()
+            .await
+            .map_err(classify)?;
+        let etag = out.copy_part_result().and_then(|r| r.e_tag()).map(str::to_owned);
+        let etag = etag.ok_or_else(|| BackendError::Other("copied part without ETag".into()))?;
+        Ok(CompletedPart { number, etag })
+    }
+
     async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
         let parts: Vec<SdkPart> =
             parts.iter().map(|p| SdkPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect();
@@ -278,15 +297,54 @@ impl ObjectStore for S3Store {
     }
 
     async fn copy(&self, src: &str, dst: &str) -> Result<()> {
-        let source = format!("{}/{}", self.bucket, urlencode_key(src));
-        self.client.copy_object().bucket(&self.bucket).key(dst).copy_source(source).send().await.map_err(classify)?;
-        Ok(())
+        let r = self.client.copy_object().bucket(&self.bucket).key(dst).copy_source(self.copy_source(src)).send().await;
+        match r.map_err(classify) {
+            Ok(_) => Ok(()),
+            // CopyObject stops at 5 GiB; larger objects are copied part by part.
+            Err(BackendError::InvalidInput(_)) if self.head(src).await?.size > MAX_SINGLE_COPY => {
+                self.copy_multipart(src, dst).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         match self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(classify) {
             Ok(_) | Err(BackendError::NotFound) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+}
+
+const MAX_SINGLE_COPY: u64 = 5 << 30;
+const COPY_PART: u64 = 512 << 20;
+
+impl S3Store {
+    fn copy_source(&self, key: &str) -> String {
+        format!("{}/{}", self.bucket, urlencode_key(key))
+    }
+
+    async fn copy_multipart(&self, src: &str, dst: &str) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        let meta = self.head(src).await?;
+        let id = self.create_multipart(dst).await?;
+        let ranges: Vec<_> =
+            (0..meta.size.div_ceil(COPY_PART)).map(|i| i * COPY_PART..meta.size.min((i + 1) * COPY_PART)).collect();
+        let parts = futures::stream::iter(ranges.into_iter().enumerate())
+            .map(|(i, range)| {
+                let source = PartSource { key: src.to_string(), range, if_match: meta.etag.clone() };
+                let (id, dst) = (id.clone(), dst.to_string());
+                async move { self.upload_part_copy(&dst, &id, i as i32 + 1, &source).await }
+            })
+            .buffered(4)
+            .try_collect::<Vec<_>>()
+            .await;
+        match parts {
+            Ok(parts) => self.complete_multipart(dst, &id, parts).await.map(|_| ()),
+            Err(e) => {
+                let _ = self.abort_multipart(dst, &id).await;
+                Err(e)
+            }
         }
     }
 }

@@ -3,10 +3,12 @@
 
 pub mod mem_limit;
 pub mod prefetch;
+pub mod staging;
 pub mod upload;
 
 pub use mem_limit::{MemoryBudget, Reservation};
 pub use prefetch::{PrefetchConfig, Prefetcher};
+pub use staging::{Staged, StagingArea, StagingConfig};
 pub use upload::{PendingAborts, Upload, UploadConfig, Uploader};
 
 pub const MIB: u64 = 1024 * 1024;

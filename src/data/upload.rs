@@ -34,7 +34,7 @@ fn part_size_for(base: u64, number: i32) -> u64 {
 pub struct PendingAborts(Arc<Mutex<Vec<(String, String)>>>);
 
 impl PendingAborts {
-    fn push(&self, key: String, id: String) {
+    pub(crate) fn push(&self, key: String, id: String) {
         self.0.lock().unwrap().push((key, id));
     }
 
@@ -99,6 +99,16 @@ pub struct Upload {
 impl Upload {
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// The bytes written so far if none has left memory yet (no part sent), so the
+    /// writer can move them elsewhere.
+    pub fn take_buffered(&mut self) -> Option<bytes::Bytes> {
+        if self.mpu.is_some() || self.failed.is_some() {
+            return None;
+        }
+        self.buf_reservation = None;
+        Some(self.buf.split().freeze())
     }
 
     fn current_part_size(&self) -> u64 {

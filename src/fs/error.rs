@@ -18,6 +18,8 @@ pub enum FsError {
     NameTooLong,
     #[error("invalid file name")]
     InvalidName,
+    #[error("invalid argument")]
+    InvalidArgument,
     #[error("read-only mount")]
     ReadOnly,
     #[error("not supported: {0}")]
@@ -47,6 +49,7 @@ impl FsError {
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::InvalidName => libc::EINVAL,
+            FsError::InvalidArgument => libc::EINVAL,
             FsError::ReadOnly => libc::EROFS,
             FsError::Unsupported(_) => libc::ENOTSUP,
             FsError::Busy(_) => libc::EBUSY,
@@ -65,6 +68,7 @@ fn backend_errno(e: &BackendError) -> i32 {
         BackendError::AccessDenied(_) => libc::EACCES,
         BackendError::InvalidInput(_) => libc::EINVAL,
         BackendError::Unsupported(_) => libc::ENOTSUP,
+        BackendError::NoSpace => libc::ENOSPC,
         BackendError::NoSuchBucket(_)
         | BackendError::Throttled(_)
         | BackendError::Transient(_)
@@ -87,6 +91,7 @@ mod tests {
             (FsError::NotEmpty.errno(), libc::ENOTEMPTY),
             (FsError::NameTooLong.errno(), libc::ENAMETOOLONG),
             (FsError::InvalidName.errno(), libc::EINVAL),
+            (FsError::InvalidArgument.errno(), libc::EINVAL),
             (FsError::ReadOnly.errno(), libc::EROFS),
             (FsError::Unsupported("x").errno(), libc::ENOTSUP),
             (FsError::Busy("x").errno(), libc::EBUSY),
@@ -102,6 +107,7 @@ mod tests {
             (b(BackendError::Throttled("t".into())), libc::EIO),
             (b(BackendError::Transient("t".into())), libc::EIO),
             (b(BackendError::Other("o".into())), libc::EIO),
+            (b(BackendError::NoSpace), libc::ENOSPC),
         ];
         for (got, want) in table {
             assert_eq!(got, want);

@@ -1,6 +1,6 @@
 //! Open files: create/open/read/write/flush/fsync/release and truncate.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -65,7 +65,7 @@ impl Fs {
         };
         let key = self.inode(ino)?.key();
         let writer =
-            Writer { key, base_size: 0, truncated: true, created: true, upload: None, done: false, opener_pid: pid };
+            Writer { key, base: None, truncated: true, created: true, upload: None, staged: None, opener_pid: pid };
         let fh = self.add_handle(ino, Handle::Write(Box::new(writer)));
         self.writers.lock().unwrap().insert(ino, fh);
         Ok((self.attr_of(&self.inode(ino)?), fh))
@@ -108,13 +108,19 @@ impl Fs {
         if i.writing || self.writers.lock().unwrap().contains_key(&i.ino) {
             return Err(FsError::Busy("the file is already open for writing"));
         }
+        let base = (!mode.truncate).then(|| ObjectMeta {
+            key: i.key(),
+            size: i.size,
+            last_modified: i.mtime,
+            etag: i.etag.clone(),
+        });
         let writer = Writer {
             key: i.key(),
-            base_size: i.size,
+            base,
             truncated: mode.truncate,
             created: false,
             upload: None,
-            done: false,
+            staged: None,
             opener_pid: pid,
         };
         if mode.truncate {
@@ -131,9 +137,11 @@ impl Fs {
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let h = self.handle(fh)?;
         let mut h = h.lock().await;
+        let ino = h.ino;
         match &mut h.handle {
             Handle::Read(p) => Ok(p.read(offset, size as u64).await?),
-            Handle::Write(_) => Err(FsError::Unsupported("reading a file while it is being written")),
+            // O_RDWR: reading back what this handle wrote needs the staged copy.
+            Handle::Write(w) => Ok(self.staged(ino, w).await?.read(offset, size as u64).await?),
             Handle::Dir(_) => Err(FsError::IsDir),
         }
     }
@@ -147,41 +155,6 @@ impl Fs {
         p.try_read(offset, size as u64).map(|r| r.map_err(FsError::from))
     }
 
-    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
-        let h = self.handle(fh)?;
-        let mut h = h.lock().await;
-        let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else {
-            return Err(FsError::BadHandle);
-        };
-        if w.done {
-            return Err(FsError::Unsupported("writing after the file was flushed (close of a dup or fsync)"));
-        }
-        if w.upload.is_none() {
-            if w.base_size > 0 && !w.truncated {
-                return Err(FsError::Unsupported("modifying an existing file without O_TRUNC"));
-            }
-            w.upload = Some(self.uploader.start(w.key.clone()));
-            self.writers.lock().unwrap().insert(ino, fh);
-            self.mark_writing(ino, 0);
-        }
-        let up = w.upload.as_mut().expect("set above");
-        if offset != up.written() {
-            return Err(FsError::Unsupported("non-sequential write"));
-        }
-        if let Err(e) = up.write(data).await {
-            return Err(FsError::UploadFailed(e));
-        }
-        self.mark_writing(ino, up.written());
-        Ok(data.len() as u32)
-    }
-
-    fn mark_writing(&self, ino: u64, size: u64) {
-        if let Some(i) = self.inodes.lock().unwrap().get_mut(ino) {
-            (i.size, i.mtime, i.writing) = (size, SystemTime::now(), true);
-        }
-    }
-
     /// close(2) by the opening process: data written so far becomes the object now,
     /// and a failure is returned here (EIO) rather than lost. Closes that carry no data
     /// (shells dup2 then close before writing) change nothing.
@@ -189,7 +162,7 @@ impl Fs {
         let h = self.handle(fh)?;
         let h = h.lock().await;
         match &h.handle {
-            Handle::Write(w) if w.upload.is_some() && w.opener_pid == pid => {}
+            Handle::Write(w) if w.has_data() && w.opener_pid == pid => {}
             _ => return Ok(()),
         }
         drop(h);
@@ -204,119 +177,13 @@ impl Fs {
     /// Last close: commit whatever is pending.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let result = self.commit(fh).await;
-        self.remove_handle(fh);
+        if let Some(h) = self.remove_handle(fh) {
+            let ino = h.lock().await.ino;
+            let mut writers = self.writers.lock().unwrap();
+            if writers.get(&ino) == Some(&fh) {
+                writers.remove(&ino);
+            }
+        }
         result
-    }
-
-    /// Makes the writer's data the object. Nothing written: only a created or truncated
-    /// file needs an (empty) object, and later writes may still start afresh.
-    async fn commit(&self, fh: u64) -> FsResult<()> {
-        let h = self.handle(fh)?;
-        let mut h = h.lock().await;
-        let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else {
-            return Ok(());
-        };
-        if w.done {
-            return Ok(());
-        }
-        let result = match w.upload.take() {
-            Some(up) => {
-                w.done = true;
-                up.finish().await.map(Some)
-            }
-            None if w.must_put() => {
-                w.base_size = 0; // the object is now empty: writing from 0 may follow
-                self.store.put(&w.key, Bytes::new()).await.map(Some)
-            }
-            None => Ok(None),
-        };
-        (w.created, w.truncated) = (false, false);
-        self.writers.lock().unwrap().remove(&ino);
-        match result {
-            Ok(meta) => {
-                self.committed(ino, meta);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(key = %w.key, error = %e, "upload failed; the object was not changed");
-                self.upload_failed(ino, w.created);
-                Err(FsError::UploadFailed(e))
-            }
-        }
-    }
-
-    fn committed(&self, ino: u64, meta: Option<ObjectMeta>) {
-        let mut table = self.inodes.lock().unwrap();
-        let Some(i) = table.get_mut(ino) else { return };
-        i.writing = false;
-        if let Some(m) = meta {
-            (i.size, i.mtime, i.etag, i.validated) = (m.size, m.last_modified, m.etag, Instant::now());
-            let found = Found { kind: Kind::File, size: i.size, mtime: i.mtime, etag: i.etag.clone() };
-            self.listings.upsert(i.parent, &i.name, found);
-        }
-    }
-
-    /// The store still holds the old object (or none): forget what we showed locally.
-    fn upload_failed(&self, ino: u64, created: bool) {
-        let mut table = self.inodes.lock().unwrap();
-        let Some(i) = table.get_mut(ino) else { return };
-        i.writing = false;
-        // Stale at once, so the next stat asks the store (shortly after boot, within the TTL).
-        i.validated = Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or(i.validated);
-        if created {
-            let (parent, name) = (i.parent, i.name.clone());
-            drop(table);
-            self.forget_name(parent, &name);
-        }
-    }
-
-    pub(super) async fn truncate(&self, i: &Inode, size: u64) -> FsResult<()> {
-        if i.kind == Kind::Dir {
-            return Err(FsError::IsDir);
-        }
-        let writer = self.writers.lock().unwrap().get(&i.ino).copied();
-        if let Some(fh) = writer {
-            let h = self.handle(fh)?;
-            let mut h = h.lock().await;
-            if let Handle::Write(w) = &mut h.handle {
-                let written = w.upload.as_ref().map_or(0, |u| u.written());
-                if size == written && (size > 0 || w.upload.is_some() || w.truncated) {
-                    return Ok(());
-                }
-                if size == 0 && w.upload.is_none() {
-                    w.truncated = true;
-                    self.mark_writing(i.ino, 0);
-                    return Ok(());
-                }
-            }
-            return Err(FsError::Unsupported("truncating a file being written to a new size"));
-        }
-        if size == i.size {
-            return Ok(());
-        }
-        if size != 0 {
-            return Err(FsError::Unsupported("truncate to a non-zero size"));
-        }
-        let meta = self.store.put(&i.key(), Bytes::new()).await?;
-        self.committed(i.ino, Some(meta));
-        Ok(())
-    }
-
-    /// Finishes every open upload and retries failed aborts (SIGTERM, unmount).
-    /// Returns how many uploads failed.
-    pub async fn drain(&self) -> usize {
-        let fhs: Vec<u64> = self.writers.lock().unwrap().values().copied().collect();
-        let mut failed = 0;
-        for fh in fhs {
-            if self.commit(fh).await.is_err() {
-                failed += 1;
-            }
-        }
-        let orphans = self.uploader.aborts.retry(&self.store).await;
-        if orphans > 0 {
-            tracing::error!(orphans, "multipart uploads could not be aborted; the server keeps their parts");
-        }
-        failed
     }
 }

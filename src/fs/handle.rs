@@ -1,22 +1,25 @@
 //! Open file and directory handles.
 
-use crate::data::{Prefetcher, Upload};
+use crate::backend::ObjectMeta;
+use crate::data::{Prefetcher, Staged, Upload};
 use crate::meta::Entries;
 
-/// A handle open for writing. The object is replaced only when the upload finishes.
+/// A handle open for writing. The object is replaced only when an upload finishes.
 pub struct Writer {
     pub key: String,
-    /// The object's size when opened; non-zero means streaming cannot start from 0
-    /// unless the file was truncated.
-    pub base_size: u64,
+    /// The object as it stands (at open, or after our last upload); `None` when the
+    /// file is new or truncated to 0, so writing can stream from offset 0.
+    pub base: Option<ObjectMeta>,
     /// O_TRUNC or a truncate to 0 happened: the object must become empty even if
     /// nothing is written.
     pub truncated: bool,
     /// The file was created by this handle: an empty object must appear at close.
     pub created: bool,
+    /// Sequential writing from 0 streams as a multipart upload...
     pub upload: Option<Upload>,
-    /// An upload with data was committed; later writes cannot continue it.
-    pub done: bool,
+    /// ...anything else (append, overwrite, read back, truncate) goes through a
+    /// staged temp file, for the rest of the handle's life.
+    pub staged: Option<Box<Staged>>,
     /// close() by this process commits; closes by others (forked children, dup2
     /// juggling in shells) leave the upload open until release.
     pub opener_pid: u32,
@@ -26,6 +29,29 @@ impl Writer {
     /// Whether closing must write an object even when nothing was written.
     pub fn must_put(&self) -> bool {
         self.created || self.truncated
+    }
+
+    /// The file's size as this handle sees it.
+    pub fn size(&self) -> u64 {
+        match (&self.staged, &self.upload) {
+            (Some(s), _) => s.size(),
+            (None, Some(u)) => u.written(),
+            (None, None) => self.base.as_ref().map_or(0, |b| b.size),
+        }
+    }
+
+    /// Whether a write at `offset` can continue (or start) the streaming upload.
+    pub fn can_stream(&self, offset: u64) -> bool {
+        match (&self.staged, &self.upload) {
+            (Some(_), _) => false,
+            (None, Some(u)) => offset == u.written(),
+            (None, None) => offset == 0 && self.size() == 0,
+        }
+    }
+
+    /// Whether there is something to upload at close.
+    pub fn has_data(&self) -> bool {
+        self.upload.is_some() || self.staged.as_ref().is_some_and(|s| s.modified())
     }
 }
 

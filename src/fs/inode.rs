@@ -41,6 +41,12 @@ impl Inode {
         }
     }
 
+    /// The next stat or open asks the store again (the object changed under us).
+    pub fn make_stale(&mut self) {
+        self.validated = Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or(self.validated);
+        self.etag = None;
+    }
+
     pub fn child_path(&self, name: &str) -> String {
         if self.path.is_empty() {
             name.to_string()
@@ -176,6 +182,27 @@ impl InodeTable {
         self.by_ino.remove(&ino);
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Inode> {
+        self.by_ino.values()
+    }
+
+    /// Moves `parent/name` to `newparent/newname`, keeping its inode number; a
+    /// directory's descendants get their new paths.
+    pub fn rename(&mut self, parent: u64, name: &str, newparent: u64, newname: &str) {
+        let Some(ino) = self.by_name.remove(&(parent, name.to_string())) else { return };
+        self.unlink(newparent, newname);
+        let new_path = self.by_ino.get(&newparent).map(|p| p.child_path(newname)).unwrap_or_default();
+        let Some(i) = self.by_ino.get_mut(&ino) else { return };
+        let old_below = format!("{}/", i.path);
+        (i.parent, i.name, i.path) = (newparent, newname.to_string(), new_path.clone());
+        if i.kind == Kind::Dir {
+            for d in self.by_ino.values_mut().filter(|d| d.path.starts_with(&old_below)) {
+                d.path = format!("{new_path}/{}", &d.path[old_below.len()..]);
+            }
+        }
+        self.by_name.insert((newparent, newname.to_string()), ino);
+    }
+
     pub fn len(&self) -> usize {
         self.by_ino.len()
     }
@@ -217,6 +244,23 @@ mod tests {
         let b = t.upsert(d, "b", file(3));
         assert_eq!(t.get(b).unwrap().key(), "a/b");
         assert!(t.get(a).is_some(), "old inode lives while referenced");
+    }
+
+    #[test]
+    fn rename_keeps_the_number_and_moves_descendants() {
+        let mut t = InodeTable::new(SystemTime::now());
+        let d = t.upsert(ROOT_INO, "d", Found { kind: Kind::Dir, ..file(0) });
+        let e = t.upsert(d, "e", Found { kind: Kind::Dir, ..file(0) });
+        let f = t.upsert(e, "f", file(1));
+        for i in [d, e, f] {
+            t.add_lookup(i);
+        }
+        let other = t.upsert(ROOT_INO, "x", Found { kind: Kind::Dir, ..file(0) });
+        t.rename(ROOT_INO, "d", other, "moved");
+        assert_eq!(t.child(other, "moved").unwrap().ino, d);
+        assert!(t.child(ROOT_INO, "d").is_none());
+        assert_eq!(t.get(f).unwrap().key(), "x/moved/e/f");
+        assert_eq!(t.get(e).unwrap().key(), "x/moved/e/");
     }
 
     #[test]

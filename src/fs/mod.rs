@@ -5,6 +5,8 @@ pub mod error;
 pub mod file;
 pub mod handle;
 pub mod inode;
+pub mod rename;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +21,7 @@ use handle::{Handle, OpenHandle};
 use inode::{Found, Inode, InodeTable};
 
 use crate::backend::{BackendError, DynStore};
-use crate::data::{MemoryBudget, PrefetchConfig, UploadConfig, Uploader};
+use crate::data::{MemoryBudget, PrefetchConfig, StagingArea, StagingConfig, UploadConfig, Uploader};
 use crate::meta::{list_dir, valid_name, DirCache, DirEntry, MetaConfig, NegativeCache};
 
 #[derive(Clone, Debug, Default)]
@@ -29,6 +31,7 @@ pub struct FsOptions {
     pub meta: MetaConfig,
     pub prefetch: PrefetchConfig,
     pub upload: UploadConfig,
+    pub staging: StagingConfig,
     pub max_memory: u64,
 }
 
@@ -66,6 +69,7 @@ pub struct Fs {
     next_fh: AtomicU64,
     budget: MemoryBudget,
     uploader: Uploader,
+    staging: StagingArea,
     mount_time: SystemTime,
 }
 
@@ -77,6 +81,7 @@ impl Fs {
         let budget = MemoryBudget::new(max_memory);
         Self {
             uploader: Uploader::new(store.clone(), opts.upload.clone(), budget.clone()),
+            staging: StagingArea::new(&opts.staging),
             store,
             negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
             listings: DirCache::new(opts.meta, opts.meta.listing_capacity),
@@ -260,13 +265,10 @@ impl Fs {
         if i.kind != Kind::Dir {
             return Err(FsError::NotDir);
         }
-        let prefix = i.key();
-        let page = self.store.list_page(&prefix, None, None, Some(2)).await?;
-        let has_local = self.inodes.lock().unwrap().children(i.ino).any(|c| c.writing);
-        if has_local || page.objects.iter().any(|o| o.key != prefix) || !page.prefixes.is_empty() {
+        if !self.dir_is_empty(&i).await? {
             return Err(FsError::NotEmpty);
         }
-        self.store.delete(&prefix).await?;
+        self.store.delete(&i.key()).await?;
         self.listings.invalidate(i.ino);
         self.forget_name(parent, name);
         Ok(())
@@ -401,5 +403,7 @@ impl Fs {
     }
 }
 
+#[cfg(test)]
+mod rename_tests;
 #[cfg(test)]
 mod tests;

@@ -1,72 +1,20 @@
 //! Semantics of the fs layer over the memory backend (no kernel needed).
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::file::OpenMode;
 use super::inode::ROOT_INO;
 use super::*;
-use crate::backend::{CompletedPart, ListPage, MemoryStore, ObjectMeta, ObjectStore, Result};
+use crate::backend::probe::Probe;
+use crate::backend::ObjectStore;
 use crate::data::{UploadConfig, MIB};
 
 const ROOT: u64 = ROOT_INO;
-const PID: u32 = 42;
-
-/// Counts requests and can fail uploads, around a memory store.
-#[derive(Debug, Default)]
-struct Probe {
-    inner: MemoryStore,
-    heads: AtomicUsize,
-    lists: AtomicUsize,
-    fail_parts: AtomicBool,
-}
-
-#[async_trait]
-impl ObjectStore for Probe {
-    async fn check(&self) -> Result<()> {
-        Ok(())
-    }
-    async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        self.heads.fetch_add(1, Ordering::SeqCst);
-        self.inner.head(key).await
-    }
-    async fn get_range(&self, key: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {
-        self.inner.get_range(key, r, m).await
-    }
-    async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_page(p, d, t, m).await
-    }
-    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
-        self.inner.put(key, body).await
-    }
-    async fn create_multipart(&self, key: &str) -> Result<String> {
-        self.inner.create_multipart(key).await
-    }
-    async fn upload_part(&self, key: &str, id: &str, n: i32, body: Bytes) -> Result<CompletedPart> {
-        if self.fail_parts.load(Ordering::SeqCst) {
-            return Err(BackendError::Transient("injected failure".into()));
-        }
-        self.inner.upload_part(key, id, n, body).await
-    }
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
-        self.inner.complete_multipart(key, id, parts).await
-    }
-    async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
-        self.inner.abort_multipart(key, id).await
-    }
-    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
-        self.inner.copy(src, dst).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
-    }
-}
+pub(super) const PID: u32 = 42;
 
 fn opts() -> FsOptions {
     FsOptions {
@@ -76,7 +24,7 @@ fn opts() -> FsOptions {
     }
 }
 
-fn setup() -> (Arc<Probe>, Fs) {
+pub(super) fn setup() -> (Arc<Probe>, Fs) {
     let probe = Arc::new(Probe::default());
     (probe.clone(), Fs::new(probe, opts()))
 }
@@ -85,11 +33,11 @@ fn wr() -> OpenMode {
     OpenMode { write: true, truncate: true, ..OpenMode::default() }
 }
 
-async fn put(p: &Probe, key: &str, body: &[u8]) {
+pub(super) async fn put(p: &Probe, key: &str, body: &[u8]) {
     p.inner.put(key, Bytes::copy_from_slice(body)).await.unwrap();
 }
 
-async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<()> {
+pub(super) async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<()> {
     let (_, fh) = fs.create(parent, name, PID).await?;
     for (i, chunk) in data.chunks(128 * 1024).enumerate() {
         fs.write(fh, (i * 128 * 1024) as u64, chunk).await?;
@@ -98,7 +46,7 @@ async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<(
     fs.release(fh).await
 }
 
-async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
+pub(super) async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
     let fh = fs.open(ino, OpenMode { read: true, ..OpenMode::default() }, PID).await.unwrap().fh;
     let mut out = Vec::new();
     loop {
@@ -217,24 +165,48 @@ async fn touch_creates_an_empty_object_and_truncate_empties() {
     assert_eq!(p.inner.head("u").await.unwrap().size, 0);
     put(&p, "v", b"12345").await;
     let ino = fs.lookup(ROOT, "v").await.unwrap().ino;
-    let err = fs.setattr(ino, SetAttr { size: Some(2), ..SetAttr::default() }).await.unwrap_err();
-    assert_eq!(err.errno(), libc::ENOTSUP);
+    fs.setattr(ino, SetAttr { size: Some(2), ..SetAttr::default() }).await.unwrap();
+    assert_eq!(p.inner.get_range("v", 0..100, None).await.unwrap(), &b"12"[..]);
+    fs.setattr(ino, SetAttr { size: Some(4), ..SetAttr::default() }).await.unwrap();
+    assert_eq!(p.inner.get_range("v", 0..100, None).await.unwrap(), &b"12\0\0"[..]);
 }
 
 #[tokio::test]
-async fn unsupported_writes_fail_clearly_and_change_nothing() {
+async fn in_place_writes_are_staged_and_land_at_close() {
     let (p, fs) = setup();
     put(&p, "f", b"keep me").await;
     let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
     let fh = fs.open(ino, OpenMode { write: true, ..OpenMode::default() }, PID).await.unwrap().fh;
-    assert_eq!(fs.write(fh, 0, b"x").await.unwrap_err().errno(), libc::ENOTSUP);
+    fs.write(fh, 0, b"K").await.unwrap();
+    fs.write(fh, 7, b"!").await.unwrap();
+    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"keep me"[..], "nothing lands before close");
+    fs.flush(fh, PID).await.unwrap();
+    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"Keep me!"[..]);
+    // fsync/flush keep the handle writable: later writes land at the next close.
+    fs.write(fh, 10, b"gap").await.unwrap();
     fs.release(fh).await.unwrap();
+    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"Keep me!\0\0gap"[..]);
+    // A streamed file that turns non-sequential keeps every byte already written.
     let fh = fs.open(ino, wr(), PID).await.unwrap().fh;
     fs.write(fh, 0, b"abc").await.unwrap();
-    assert_eq!(fs.write(fh, 10, b"gap").await.unwrap_err().errno(), libc::ENOTSUP);
-    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"keep me"[..]);
+    fs.write(fh, 1, b"B").await.unwrap();
     fs.release(fh).await.unwrap();
-    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"abc"[..]);
+    assert_eq!(p.inner.get_range("f", 0..100, None).await.unwrap(), &b"aBc"[..]);
+}
+
+#[tokio::test]
+async fn o_rdwr_reads_back_its_own_writes() {
+    let (p, fs) = setup();
+    put(&p, "db", &[7u8; 10_000]).await;
+    let ino = fs.lookup(ROOT, "db").await.unwrap().ino;
+    let rw = OpenMode { write: true, read: true, ..OpenMode::default() };
+    let fh = fs.open(ino, rw, PID).await.unwrap().fh;
+    assert_eq!(fs.read(fh, 9_990, 100).await.unwrap(), vec![7u8; 10]);
+    fs.write(fh, 4096, &[1u8; 4096]).await.unwrap();
+    assert_eq!(fs.read(fh, 4090, 10).await.unwrap(), &[7u8, 7, 7, 7, 7, 7, 1, 1, 1, 1][..]);
+    fs.fsync(fh).await.unwrap();
+    assert_eq!(p.inner.get_range("db", 4095..4097, None).await.unwrap(), &[7, 1][..]);
+    fs.release(fh).await.unwrap();
 }
 
 #[tokio::test]

@@ -1,0 +1,85 @@
+//! A memory store that counts requests and bytes and can fail uploads (unit tests).
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{BackendError, CompletedPart, ListPage, MemoryStore, ObjectMeta, ObjectStore, PartSource, Result};
+
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub inner: MemoryStore,
+    pub heads: AtomicUsize,
+    pub lists: AtomicUsize,
+    pub gets: AtomicUsize,
+    pub copies: AtomicUsize,
+    /// Bytes sent in PUT and UploadPart bodies.
+    pub sent: AtomicU64,
+    /// Parts copied on the server (UploadPartCopy).
+    pub part_copies: AtomicUsize,
+    pub fail_parts: AtomicBool,
+}
+
+impl Probe {
+    pub fn count(n: &AtomicUsize) -> usize {
+        n.load(Ordering::SeqCst)
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Probe {
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.inner.head(key).await
+    }
+    async fn get_range(&self, key: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_range(key, r, m).await
+    }
+    async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list_page(p, d, t, m).await
+    }
+    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+        self.sent.fetch_add(body.len() as u64, Ordering::SeqCst);
+        self.inner.put(key, body).await
+    }
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        self.inner.create_multipart(key).await
+    }
+    async fn upload_part(&self, key: &str, id: &str, n: i32, body: Bytes) -> Result<CompletedPart> {
+        if self.fail_parts.load(Ordering::SeqCst) {
+            return Err(BackendError::Transient("injected failure".into()));
+        }
+        self.sent.fetch_add(body.len() as u64, Ordering::SeqCst);
+        self.inner.upload_part(key, id, n, body).await
+    }
+    async fn upload_part_copy(&self, key: &str, id: &str, n: i32, src: &PartSource) -> Result<CompletedPart> {
+        self.part_copies.fetch_add(1, Ordering::SeqCst);
+        // The memory store has no server side: copy through it without counting bytes sent.
+        let body = self.inner.get_range(&src.key, src.range.clone(), src.if_match.as_deref()).await?;
+        self.inner.upload_part(key, id, n, body).await
+    }
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        self.inner.complete_multipart(key, id, parts).await
+    }
+    async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
+        self.inner.abort_multipart(key, id).await
+    }
+    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+        self.copies.fetch_add(1, Ordering::SeqCst);
+        self.inner.copy(src, dst).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
+    }
+}

@@ -1,0 +1,316 @@
+//! Staged writes: a file that is modified in place (append, overwrite, O_RDWR,
+//! truncate to a non-zero size) lives in a local temp file, filled lazily from the
+//! object block by block, and is uploaded on close/fsync as a multipart upload whose
+//! untouched blocks are copied server-side (UploadPartCopy).
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{Uploader, MIB};
+use crate::backend::{BackendError, CompletedPart, ObjectMeta, PartSource, Result};
+
+/// S3's smallest part (all but the last) and its part-count limit.
+const MIN_PART: u64 = 5 * MIB;
+const MAX_PARTS: u64 = 10_000;
+
+/// Where staged files live and how much space they may take together.
+#[derive(Clone, Debug)]
+pub struct StagingArea {
+    dir: PathBuf,
+    max_bytes: u64,
+    used: Arc<AtomicU64>,
+}
+
+/// Where staged files go (`--cache-dir`) and their combined size limit (`--max-cache-size`).
+#[derive(Clone, Debug)]
+pub struct StagingConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+impl Default for StagingConfig {
+    fn default() -> Self {
+        Self { dir: std::env::temp_dir().join("rstore-mount"), max_bytes: 4 << 30 }
+    }
+}
+
+impl StagingArea {
+    pub fn new(cfg: &StagingConfig) -> Self {
+        Self { dir: cfg.dir.clone(), max_bytes: cfg.max_bytes, used: Arc::default() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    fn charge(&self, bytes: u64) -> Result<()> {
+        let ok = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| (u + bytes <= self.max_bytes).then_some(u + bytes));
+        ok.map(|_| ()).map_err(|_| BackendError::NoSpace)
+    }
+
+    fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
+    }
+
+    /// Stages the object `source` (or an empty file). Nothing is fetched yet.
+    pub fn stage(&self, uploader: &Uploader, source: Option<ObjectMeta>) -> Result<Staged> {
+        // An unnamed temp file: a crash leaves nothing behind to clean up.
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let file = tempfile::tempfile_in(&self.dir).map_err(io)?;
+        let base_len = source.as_ref().map_or(0, |s| s.size);
+        file.set_len(base_len).map_err(io)?;
+        let block = block_size(uploader.cfg.part_size, base_len);
+        let blocks = base_len.div_ceil(block) as usize;
+        Ok(Staged {
+            area: self.clone(),
+            up: uploader.clone(),
+            file,
+            source_key: source.as_ref().map(|s| s.key.clone()).unwrap_or_default(),
+            etag: source.and_then(|s| s.etag),
+            base_len,
+            size: base_len,
+            block,
+            filled: vec![false; blocks],
+            dirty: vec![false; blocks],
+            modified: false,
+            charged: 0,
+        })
+    }
+}
+
+/// Blocks are whole upload parts: at least S3's minimum part, and large enough that
+/// the file fits in 10,000 parts with room to grow.
+fn block_size(part_size: u64, len: u64) -> u64 {
+    let need = len.div_ceil(MAX_PARTS / 2);
+    part_size.max(MIN_PART).max(need).div_ceil(MIB) * MIB
+}
+
+fn io(e: std::io::Error) -> BackendError {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        return BackendError::NoSpace;
+    }
+    BackendError::Other(format!("staging file: {e}"))
+}
+
+pub struct Staged {
+    area: StagingArea,
+    up: Uploader,
+    file: File,
+    /// The object unfilled blocks come from, pinned by its ETag.
+    source_key: String,
+    etag: Option<String>,
+    /// Bytes below this offset that are not filled still live only in the object.
+    base_len: u64,
+    size: u64,
+    block: u64,
+    /// The temp file holds the truth for this block.
+    filled: Vec<bool>,
+    /// The block differs from the object: its part must be sent, not copied.
+    dirty: Vec<bool>,
+    /// Changed since the last upload.
+    modified: bool,
+    charged: u64,
+}
+
+impl Staged {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn modified(&self) -> bool {
+        self.modified
+    }
+
+    fn blocks(&self, r: &Range<u64>) -> Range<usize> {
+        if r.start >= r.end {
+            return 0..0;
+        }
+        (r.start / self.block) as usize..r.end.div_ceil(self.block) as usize
+    }
+
+    fn grow_to(&mut self, len: u64) {
+        let n = len.div_ceil(self.block) as usize;
+        if n > self.filled.len() {
+            self.filled.resize(n, false);
+            self.dirty.resize(n, false);
+        }
+    }
+
+    fn take_space(&mut self, b: usize) -> Result<()> {
+        if !self.filled[b] {
+            self.area.charge(self.block)?;
+            self.charged += self.block;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the temp file holds the truth for every block overlapping `r`.
+    async fn fill(&mut self, r: Range<u64>) -> Result<()> {
+        for b in self.blocks(&r) {
+            if self.filled[b] {
+                continue;
+            }
+            self.take_space(b)?;
+            let from = b as u64 * self.block..((b as u64 + 1) * self.block).min(self.base_len);
+            if from.start < from.end {
+                let body = self.up.store.get_range(&self.source_key, from.clone(), self.etag.as_deref()).await?;
+                if body.len() as u64 != from.end - from.start {
+                    return Err(BackendError::Transient("short read while staging".into()));
+                }
+                self.file.write_all_at(&body, from.start).map_err(io)?;
+            }
+            self.filled[b] = true;
+        }
+        Ok(())
+    }
+
+    pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes> {
+        let r = offset.min(self.size)..(offset + len).min(self.size);
+        self.fill(r.clone()).await?;
+        let mut buf = vec![0; (r.end - r.start) as usize];
+        self.file.read_exact_at(&mut buf, r.start).map_err(io)?;
+        Ok(Bytes::from(buf))
+    }
+
+    pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let r = offset..offset + data.len() as u64;
+        self.grow_to(r.end);
+        // Blocks only partly overwritten need their old bytes first.
+        for b in self.blocks(&r) {
+            let whole = b as u64 * self.block >= r.start && (b as u64 + 1) * self.block <= r.end;
+            if whole {
+                self.take_space(b)?;
+                self.filled[b] = true;
+            } else {
+                self.fill(b as u64 * self.block..b as u64 * self.block + 1).await?;
+            }
+        }
+        self.file.write_all_at(data, offset).map_err(io)?;
+        for b in self.blocks(&r) {
+            self.dirty[b] = true;
+        }
+        self.size = self.size.max(r.end);
+        self.modified = true;
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(io)?;
+        // Bytes past `len` are zeros from now on, even if the file grows again.
+        self.base_len = self.base_len.min(len);
+        self.grow_to(len);
+        if len < self.size {
+            let tail = (len / self.block) as usize;
+            if len % self.block != 0 {
+                self.dirty[tail] = true;
+            }
+        }
+        self.size = len;
+        self.modified = true;
+        Ok(())
+    }
+
+    /// Fetches every block still in the object, so the staged file no longer depends
+    /// on it (the object is about to move); every part is then sent, none copied.
+    pub async fn detach(&mut self) -> Result<()> {
+        self.fill(0..self.size).await?;
+        self.etag = None;
+        Ok(())
+    }
+
+    /// Uploads the staged file as `key`. Blocks not changed since staging are copied
+    /// on the server; the handle stays usable and now tracks the new object.
+    pub async fn upload(&mut self, key: &str) -> Result<ObjectMeta> {
+        let meta = if self.size <= self.block.max(self.up.cfg.part_size) {
+            let body = self.read(0, self.size).await?;
+            self.up.store.put(key, body).await?
+        } else {
+            self.upload_multipart(key).await?
+        };
+        self.source_key = key.to_string();
+        (self.etag, self.base_len, self.modified) = (meta.etag.clone(), self.size, false);
+        self.dirty.iter_mut().for_each(|d| *d = false);
+        Ok(meta)
+    }
+
+    /// The ranges of the parts, each tagged with whether the server can copy it.
+    fn plan(&self) -> Vec<(Range<u64>, bool)> {
+        let blocks_per_part = (self.filled.len() as u64).div_ceil(MAX_PARTS).max(1);
+        let part = self.block * blocks_per_part;
+        (0..self.size.div_ceil(part))
+            .map(|i| {
+                let r = i * part..((i + 1) * part).min(self.size);
+                let clean = !self.dirty[self.blocks(&r)].iter().any(|d| *d);
+                let copyable = clean && r.end <= self.base_len && self.etag.is_some();
+                (r, copyable)
+            })
+            .collect()
+    }
+
+    async fn upload_multipart(&mut self, key: &str) -> Result<ObjectMeta> {
+        let plan = self.plan();
+        // Parts to send are filled first, so the sends below only read the temp file.
+        for (r, copyable) in &plan {
+            if !copyable {
+                self.fill(r.clone()).await?;
+            }
+        }
+        let store = self.up.store.clone();
+        let id = store.create_multipart(key).await?;
+        let (this, id) = (&*self, id.as_str());
+        let parts: Result<Vec<CompletedPart>> = futures::stream::iter(plan.into_iter().enumerate())
+            .map(|(i, (r, copyable))| async move { this.send_part(key, id, i as i32 + 1, r, copyable).await })
+            .buffered(self.up.cfg.max_in_flight.max(1))
+            .try_collect()
+            .await;
+        let done = match parts {
+            Ok(parts) => store.complete_multipart(key, id, parts).await,
+            Err(e) => Err(e),
+        };
+        if done.is_err() && store.abort_multipart(key, id).await.is_err() {
+            self.up.aborts.push(key.to_string(), id.to_string());
+        }
+        done
+    }
+
+    async fn send_part(
+        &self,
+        key: &str,
+        id: &str,
+        number: i32,
+        r: Range<u64>,
+        copyable: bool,
+    ) -> Result<CompletedPart> {
+        let store = &self.up.store;
+        if copyable {
+            let src = PartSource { key: self.source_key.clone(), range: r, if_match: self.etag.clone() };
+            return store.upload_part_copy(key, id, number, &src).await;
+        }
+        let _reservation = self.up.budget.reserve(r.end - r.start).await;
+        let mut buf = vec![0; (r.end - r.start) as usize];
+        self.file.read_exact_at(&mut buf, r.start).map_err(io)?;
+        store.upload_part(key, id, number, Bytes::from(buf)).await
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.area.release(self.charged);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! rename(2) on an object store: CopyObject then DeleteObject for a file, every object
+//! under the prefix for a directory. Not atomic; see docs/SEMANTICS.md.
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::handle::Handle;
+use super::inode::{Found, Inode};
+use super::{Fs, FsError, FsResult, Kind};
+use crate::backend::list_all;
+
+/// How many objects a directory rename copies or deletes at once.
+const DIR_PARALLELISM: usize = 16;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenameFlags {
+    pub noreplace: bool,
+    pub exchange: bool,
+}
+
+impl Fs {
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        newparent: u64,
+        newname: &str,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        Self::check_name(newname)?;
+        if flags.exchange {
+            return Err(FsError::Unsupported("RENAME_EXCHANGE"));
+        }
+        let src = self.resolve(parent, name).await?;
+        let new_path = self.dir(newparent)?.child_path(newname);
+        let dst = match self.resolve(newparent, newname).await {
+            Ok(d) => Some(d),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(d) = &dst {
+            if d.ino == src.ino {
+                return Ok(());
+            }
+            if flags.noreplace {
+                return Err(FsError::Exists);
+            }
+            match (src.kind, d.kind) {
+                (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
+                (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
+                (Kind::Dir, Kind::Dir) if !self.dir_is_empty(d).await? => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+        }
+        match src.kind {
+            Kind::File => self.rename_file(&src, &new_path).await?,
+            Kind::Dir if new_path.starts_with(&format!("{}/", src.path)) => return Err(FsError::InvalidArgument),
+            Kind::Dir => self.rename_dir(&src, &new_path).await?,
+        }
+        let found = {
+            let mut table = self.inodes.lock().unwrap();
+            table.rename(parent, name, newparent, newname);
+            let moved = table.get_mut(src.ino).ok_or(FsError::NotFound)?;
+            if moved.kind == Kind::File && !moved.writing {
+                moved.make_stale(); // a copy may carry a new ETag
+            }
+            Found { kind: moved.kind, size: moved.size, mtime: moved.mtime, etag: None }
+        };
+        self.listings.remove(parent, name);
+        self.listings.upsert(newparent, newname, found);
+        self.negative.insert(parent, name);
+        self.negative.remove(newparent, newname);
+        Ok(())
+    }
+
+    /// Whether a directory holds nothing, here or on the store.
+    pub(super) async fn dir_is_empty(&self, d: &Inode) -> FsResult<bool> {
+        let prefix = d.key();
+        let page = self.store.list_page(&prefix, None, None, Some(2)).await?;
+        let has_local = self.inodes.lock().unwrap().children(d.ino).any(|c| c.writing);
+        Ok(!has_local && page.objects.iter().all(|o| o.key == prefix) && page.prefixes.is_empty())
+    }
+
+    async fn rename_file(&self, src: &Inode, new_key: &str) -> FsResult<()> {
+        // A file still open for writing is uploaded first; the handle then writes to
+        // the new name.
+        let writer = self.writers.lock().unwrap().get(&src.ino).copied();
+        if let Some(fh) = writer {
+            self.commit(fh).await?;
+            let h = self.handle(fh)?;
+            let mut h = h.lock().await;
+            if let Handle::Write(w) = &mut h.handle {
+                w.key = new_key.to_string();
+                if let Some(s) = &mut w.staged {
+                    s.detach().await?;
+                }
+                if let Some(b) = &mut w.base {
+                    b.key = new_key.to_string();
+                    b.etag = None;
+                }
+            }
+        }
+        self.store.copy(&src.key(), new_key).await?;
+        self.store.delete(&src.key()).await?;
+        Ok(())
+    }
+
+    async fn rename_dir(&self, src: &Inode, new_path: &str) -> FsResult<()> {
+        let writing = {
+            let table = self.inodes.lock().unwrap();
+            let below = format!("{}/", src.path);
+            let busy = table.iter().any(|i| i.writing && i.path.starts_with(&below));
+            busy
+        };
+        if writing {
+            return Err(FsError::Busy("a file below the directory is being written"));
+        }
+        let old_prefix = src.key();
+        let new_prefix = format!("{new_path}/");
+        let keys: Vec<String> =
+            list_all(&*self.store, &old_prefix, None).await?.objects.into_iter().map(|o| o.key).collect();
+        let copies: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let (store, from, to) =
+                    (self.store.clone(), k.clone(), format!("{new_prefix}{}", &k[old_prefix.len()..]));
+                async move { store.copy(&from, &to).await }
+            })
+            .collect();
+        futures::stream::iter(copies).buffer_unordered(DIR_PARALLELISM).try_collect::<()>().await?;
+        let deletes: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let (store, key) = (self.store.clone(), k.clone());
+                async move { store.delete(&key).await }
+            })
+            .collect();
+        futures::stream::iter(deletes).buffer_unordered(DIR_PARALLELISM).try_collect::<()>().await?;
+        if keys.is_empty() {
+            // An empty directory known only to this mount keeps existing at its new name.
+            self.store.put(&new_prefix, bytes::Bytes::new()).await?;
+        }
+        Ok(())
+    }
+}
