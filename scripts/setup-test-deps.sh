@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (idempotent):
-# fuse3 for real mounts, and a Python venv with moto (S3 server) and remote-store.
+# fuse3 for real mounts, the programs the POSIX scenarios run, and a Python venv with moto (S3 server) and remote-store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,11 @@ need_apt=()
 command -v fusermount3 >/dev/null || need_apt+=(fuse3)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# The programs the POSIX scenario tests run on a mount.
+for prog in sqlite3 rsync git tar sed; do
+  command -v "$prog" >/dev/null || need_apt+=("$prog")
+done
+command -v vim >/dev/null || need_apt+=(vim-nox)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root or: sudo apt-get install -y ${need_apt[*]})" >&2

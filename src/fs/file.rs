@@ -64,10 +64,18 @@ impl Fs {
             ino
         };
         let key = self.inode(ino)?.key();
-        let writer =
-            Writer { key, base: None, truncated: true, created: true, upload: None, staged: None, opener_pid: pid };
+        let writer = Writer {
+            key,
+            base: None,
+            truncated: true,
+            created: true,
+            upload: None,
+            staged: None,
+            unlinked: false,
+            opener_pid: pid,
+        };
         let fh = self.add_handle(ino, Handle::Write(Box::new(writer)));
-        self.writers.lock().unwrap().insert(ino, fh);
+        self.writers.add(ino, fh);
         Ok((self.attr_of(&self.inode(ino)?), fh))
     }
 
@@ -80,7 +88,7 @@ impl Fs {
             if let Some(cur) = self.inodes.lock().unwrap().get_mut(ino) {
                 cur.cached_etag = None;
             }
-            return self.open_write(i, mode, pid).map(|fh| Opened { fh, keep_cache: false });
+            return self.open_write(i, mode, pid).await.map(|fh| Opened { fh, keep_cache: false });
         }
         // A file created or truncated here and not yet written reads as empty
         // (`touch f; cat f` before the empty object lands at release).
@@ -103,11 +111,17 @@ impl Fs {
         Ok(Opened { fh, keep_cache })
     }
 
-    fn open_write(&self, i: Inode, mode: OpenMode, pid: u32) -> FsResult<u64> {
+    async fn open_write(&self, i: Inode, mode: OpenMode, pid: u32) -> FsResult<u64> {
         self.check_writable()?;
-        if i.writing || self.writers.lock().unwrap().contains_key(&i.ino) {
-            return Err(FsError::Busy("the file is already open for writing"));
+        // What other handles wrote lands first, so this one builds on it (and a shell's
+        // `>>` right after a close whose release is still in flight sees the data).
+        for other in self.writers.of(i.ino) {
+            match self.commit(other).await {
+                Ok(()) | Err(FsError::BadHandle) => {} // released meanwhile
+                Err(e) => return Err(e),
+            }
         }
+        let i = self.inode(i.ino)?;
         let base = (!mode.truncate).then(|| ObjectMeta {
             key: i.key(),
             size: i.size,
@@ -121,6 +135,7 @@ impl Fs {
             created: false,
             upload: None,
             staged: None,
+            unlinked: false,
             opener_pid: pid,
         };
         if mode.truncate {
@@ -130,7 +145,7 @@ impl Fs {
             }
         }
         let fh = self.add_handle(i.ino, Handle::Write(Box::new(writer)));
-        self.writers.lock().unwrap().insert(i.ino, fh);
+        self.writers.add(i.ino, fh);
         Ok(fh)
     }
 
@@ -177,13 +192,10 @@ impl Fs {
     /// Last close: commit whatever is pending.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let result = self.commit(fh).await;
-        if let Some(h) = self.remove_handle(fh) {
-            let ino = h.lock().await.ino;
-            let mut writers = self.writers.lock().unwrap();
-            if writers.get(&ino) == Some(&fh) {
-                writers.remove(&ino);
-            }
+        if let Ok(h) = self.handle(fh) {
+            self.writers.remove(h.lock().await.ino, fh);
         }
+        self.remove_handle(fh);
         result
     }
 }

@@ -1,5 +1,8 @@
 //! Open file and directory handles.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::backend::ObjectMeta;
 use crate::data::{Prefetcher, Staged, Upload};
 use crate::meta::Entries;
@@ -20,6 +23,8 @@ pub struct Writer {
     /// ...anything else (append, overwrite, read back, truncate) goes through a
     /// staged temp file, for the rest of the handle's life.
     pub staged: Option<Box<Staged>>,
+    /// The name was unlinked while open: nothing is uploaded any more.
+    pub unlinked: bool,
     /// close() by this process commits; closes by others (forked children, dup2
     /// juggling in shells) leave the upload open until release.
     pub opener_pid: u32,
@@ -52,6 +57,43 @@ impl Writer {
     /// Whether there is something to upload at close.
     pub fn has_data(&self) -> bool {
         self.upload.is_some() || self.staged.as_ref().is_some_and(|s| s.modified())
+    }
+}
+
+/// The write handles open on each inode (several fds may write one file; each close
+/// commits what its handle holds).
+#[derive(Default)]
+pub struct Writers(Mutex<HashMap<u64, Vec<u64>>>);
+
+impl Writers {
+    pub fn add(&self, ino: u64, fh: u64) {
+        let mut map = self.0.lock().unwrap();
+        let fhs = map.entry(ino).or_default();
+        if !fhs.contains(&fh) {
+            fhs.push(fh);
+        }
+    }
+
+    pub fn remove(&self, ino: u64, fh: u64) {
+        let mut map = self.0.lock().unwrap();
+        if let Some(fhs) = map.get_mut(&ino) {
+            fhs.retain(|f| *f != fh);
+            if fhs.is_empty() {
+                map.remove(&ino);
+            }
+        }
+    }
+
+    pub fn of(&self, ino: u64) -> Vec<u64> {
+        self.0.lock().unwrap().get(&ino).cloned().unwrap_or_default()
+    }
+
+    pub fn latest(&self, ino: u64) -> Option<u64> {
+        self.0.lock().unwrap().get(&ino).and_then(|f| f.last().copied())
+    }
+
+    pub fn all(&self) -> Vec<u64> {
+        self.0.lock().unwrap().values().flatten().copied().collect()
     }
 }
 

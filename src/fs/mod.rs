@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 pub use attr::{Attr, Kind, Ownership};
 pub use error::{FsError, FsResult};
-use handle::{Handle, OpenHandle};
+use handle::{Handle, OpenHandle, Writers};
 use inode::{Found, Inode, InodeTable};
 
 use crate::backend::{BackendError, DynStore};
@@ -64,8 +64,7 @@ pub struct Fs {
     negative: NegativeCache,
     listings: DirCache,
     handles: Mutex<HashMap<u64, (u64, SharedHandle)>>,
-    /// ino → the handle writing it (one writer per file at a time).
-    writers: Mutex<HashMap<u64, u64>>,
+    writers: Writers,
     next_fh: AtomicU64,
     budget: MemoryBudget,
     uploader: Uploader,
@@ -89,7 +88,7 @@ impl Fs {
             opts,
             inodes: Mutex::new(InodeTable::new(mount_time)),
             handles: Mutex::new(HashMap::new()),
-            writers: Mutex::new(HashMap::new()),
+            writers: Writers::default(),
             next_fh: AtomicU64::new(1),
             mount_time,
         }
@@ -244,8 +243,11 @@ impl Fs {
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        if i.writing {
-            return Err(FsError::Busy("the file is still being written"));
+        // An open writer keeps its data but must not bring the name back at close.
+        for fh in self.writers.of(i.ino) {
+            if let Handle::Write(w) = &mut self.handle(fh)?.lock().await.handle {
+                w.unlinked = true;
+            }
         }
         self.store.delete(&i.key()).await?;
         self.forget_name(parent, name);

@@ -84,8 +84,7 @@ impl Fs {
     async fn rename_file(&self, src: &Inode, new_key: &str) -> FsResult<()> {
         // A file still open for writing is uploaded first; the handle then writes to
         // the new name.
-        let writer = self.writers.lock().unwrap().get(&src.ino).copied();
-        if let Some(fh) = writer {
+        for fh in self.writers.of(src.ino) {
             self.commit(fh).await?;
             let h = self.handle(fh)?;
             let mut h = h.lock().await;

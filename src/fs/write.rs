@@ -26,7 +26,7 @@ impl Fs {
         } else {
             self.staged(ino, w).await?.write(offset, data).await?;
         }
-        self.writers.lock().unwrap().insert(ino, fh);
+        self.writers.add(ino, fh);
         self.mark_writing(ino, w.size());
         Ok(data.len() as u32)
     }
@@ -104,6 +104,12 @@ impl Fs {
         let Handle::Write(w) = &mut h.handle else {
             return Ok(());
         };
+        if w.unlinked {
+            if let Some(mut up) = w.upload.take() {
+                up.abort().await;
+            }
+            return Ok(());
+        }
         let must_put = w.must_put();
         let result = match (&mut w.staged, w.upload.take()) {
             (Some(s), _) if s.modified() => s.upload(&w.key).await.map(Some),
@@ -161,7 +167,7 @@ impl Fs {
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        let writer = self.writers.lock().unwrap().get(&i.ino).copied();
+        let writer = self.writers.latest(i.ino);
         if let Some(fh) = writer {
             let h = self.handle(fh)?;
             let mut h = h.lock().await;
@@ -200,7 +206,7 @@ impl Fs {
     /// Finishes every open upload and retries failed aborts (SIGTERM, unmount).
     /// Returns how many uploads failed.
     pub async fn drain(&self) -> usize {
-        let fhs: Vec<u64> = self.writers.lock().unwrap().values().copied().collect();
+        let fhs = self.writers.all();
         let mut failed = 0;
         for fh in fhs {
             if self.commit(fh).await.is_err() {

@@ -27,6 +27,8 @@ impl Mounted {
             .arg(&path)
             .arg("-f")
             .args(["--log-level", "debug"])
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
