@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::memory::list_sorted;
-use super::{clamp, BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result};
+use super::{clamp, BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result, UserMeta};
 
 #[derive(Debug)]
 pub struct LocalStore {
@@ -67,6 +67,49 @@ fn io_err(e: io::Error) -> BackendError {
     }
 }
 
+/// User metadata lives in extended attributes `user.rstore.<name>`.
+const XATTR_PREFIX: &str = "user.rstore.";
+
+fn xattr_err(e: io::Error) -> BackendError {
+    match e.raw_os_error() {
+        Some(libc::ENOTSUP) => BackendError::Unsupported("the local root's filesystem has no user xattrs".into()),
+        _ => io_err(e),
+    }
+}
+
+fn read_user(path: &Path) -> Result<UserMeta> {
+    let mut user = UserMeta::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(user),
+        Err(e) => return Err(io_err(e)),
+    };
+    for name in names {
+        let Some(short) = name.to_str().and_then(|n| n.strip_prefix(XATTR_PREFIX)) else { continue };
+        if let Some(v) = xattr::get(path, &name).map_err(io_err)? {
+            user.insert(short.to_string(), String::from_utf8_lossy(&v).into_owned());
+        }
+    }
+    Ok(user)
+}
+
+fn write_user(path: &Path, user: &UserMeta) -> Result<()> {
+    for (k, _) in read_user(path)? {
+        if !user.contains_key(&k) {
+            xattr::remove(path, format!("{XATTR_PREFIX}{k}")).map_err(xattr_err)?;
+        }
+    }
+    for (k, v) in user {
+        xattr::set(path, format!("{XATTR_PREFIX}{k}"), v.as_bytes()).map_err(xattr_err)?;
+    }
+    Ok(())
+}
+
+fn with_user(mut meta: ObjectMeta, path: &Path) -> Result<ObjectMeta> {
+    meta.user = Some(read_user(path)?);
+    Ok(meta)
+}
+
 fn meta_of(key: String, m: &fs::Metadata) -> ObjectMeta {
     let size = if m.is_dir() { 0 } else { m.len() };
     ObjectMeta {
@@ -74,6 +117,7 @@ fn meta_of(key: String, m: &fs::Metadata) -> ObjectMeta {
         key,
         size,
         last_modified: m.modified().unwrap_or(std::time::UNIX_EPOCH),
+        user: None,
     }
 }
 
@@ -82,11 +126,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Writes `fill`'s output to a temp file beside `dest`, then renames it into place.
-fn write_atomic(dest: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
+/// Fills a temp file (given as file and path) beside `dest`, then renames it over `dest`.
+fn write_atomic(dest: &Path, fill: impl FnOnce(&mut File, &Path) -> io::Result<()>) -> Result<()> {
     let parent = dest.parent().ok_or_else(|| BackendError::InvalidInput("no parent".into()))?;
     fs::create_dir_all(parent).map_err(io_err)?;
     let mut tmp = tempfile::Builder::new().prefix(".rstore-tmp").tempfile_in(parent).map_err(io_err)?;
-    fill(tmp.as_file_mut()).map_err(io_err)?;
+    let tmp_path = tmp.path().to_path_buf();
+    fill(tmp.as_file_mut(), &tmp_path).map_err(io_err)?;
     // Temp files are created 0600; objects are ordinary files.
     let _ = tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     tmp.persist(dest).map_err(|e| io_err(e.error))?;
@@ -132,7 +178,7 @@ impl ObjectStore for LocalStore {
             if m.is_dir() != key.ends_with('/') || key.is_empty() {
                 return Err(BackendError::NotFound);
             }
-            Ok(meta_of(key, &m))
+            with_user(meta_of(key, &m), &path)
         })
         .await
     }
@@ -188,24 +234,33 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
-        let (path, key) = (self.path(key)?, key.to_string());
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+        let (path, key, user) = (self.path(key)?, key.to_string(), user.clone());
         blocking(move || {
             if key.ends_with('/') {
                 fs::create_dir_all(&path).map_err(io_err)?;
+                write_user(&path, &user)?;
             } else {
-                write_atomic(&path, |f| f.write_all(&body))?;
+                write_atomic(&path, |f, tmp| {
+                    f.write_all(&body)?;
+                    write_user(tmp, &user).map_err(io::Error::other)
+                })?;
             }
-            Ok(meta_of(key, &fs::metadata(&path).map_err(io_err)?))
+            with_user(meta_of(key, &fs::metadata(&path).map_err(io_err)?), &path)
         })
         .await
     }
 
-    async fn create_multipart(&self, key: &str) -> Result<String> {
+    async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
         self.path(key)?;
         let id = format!("u{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let dir = self.upload_dir(&id);
-        blocking(move || fs::create_dir(&dir).map_err(io_err)).await?;
+        let user = serde_json::to_vec(user).map_err(|e| BackendError::Other(e.to_string()))?;
+        blocking(move || {
+            fs::create_dir(&dir).map_err(io_err)?;
+            fs::write(dir.join("user-meta.json"), user).map_err(io_err)
+        })
+        .await?;
         Ok(id)
     }
 
@@ -224,14 +279,16 @@ impl ObjectStore for LocalStore {
     async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
         let (path, key, dir) = (self.path(key)?, key.to_string(), self.upload_dir(id));
         blocking(move || {
-            write_atomic(&path, |out| {
+            let user: UserMeta = serde_json::from_slice(&fs::read(dir.join("user-meta.json")).map_err(io_err)?)
+                .map_err(|e| BackendError::Other(e.to_string()))?;
+            write_atomic(&path, |out, tmp| {
                 for p in &parts {
                     io::copy(&mut File::open(dir.join(p.number.to_string()))?, out)?;
                 }
-                Ok(())
+                write_user(tmp, &user).map_err(io::Error::other)
             })?;
             let _ = fs::remove_dir_all(&dir);
-            Ok(meta_of(key, &fs::metadata(&path).map_err(io_err)?))
+            with_user(meta_of(key, &fs::metadata(&path).map_err(io_err)?), &path)
         })
         .await
     }
@@ -249,7 +306,20 @@ impl ObjectStore for LocalStore {
         let (src, dst) = (self.path(src)?, self.path(dst)?);
         blocking(move || {
             let mut input = File::open(&src).map_err(io_err)?;
-            write_atomic(&dst, |out| io::copy(&mut input, out).map(|_| ()))
+            let user = read_user(&src)?;
+            write_atomic(&dst, |out, tmp| {
+                io::copy(&mut input, out)?;
+                write_user(tmp, &user).map_err(io::Error::other)
+            })
+        })
+        .await
+    }
+
+    async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+        let (path, key, user) = (self.path(key)?, key.to_string(), user.clone());
+        blocking(move || {
+            write_user(&path, &user)?;
+            with_user(meta_of(key, &fs::metadata(&path).map_err(io_err)?), &path)
         })
         .await
     }

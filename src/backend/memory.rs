@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{clamp, BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result};
+use super::{clamp, BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result, UserMeta};
 
 #[derive(Clone)]
 struct Object {
@@ -20,7 +20,7 @@ struct Object {
 #[derive(Default)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, Object>>,
-    uploads: Mutex<HashMap<String, BTreeMap<i32, Bytes>>>,
+    uploads: Mutex<HashMap<String, (UserMeta, BTreeMap<i32, Bytes>)>>,
     next_id: AtomicU64,
 }
 
@@ -40,13 +40,14 @@ impl MemoryStore {
         self.uploads.lock().unwrap().len()
     }
 
-    fn insert(&self, key: &str, body: Bytes) -> ObjectMeta {
+    fn insert(&self, key: &str, body: Bytes, user: UserMeta) -> ObjectMeta {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let meta = ObjectMeta {
             key: key.to_string(),
             size: body.len() as u64,
             last_modified: SystemTime::now(),
             etag: Some(format!("\"m{id}\"")),
+            user: Some(user),
         };
         let obj = Object { body, meta: meta.clone() };
         self.objects.lock().unwrap().insert(key.to_string(), obj);
@@ -132,30 +133,30 @@ impl ObjectStore for MemoryStore {
         max_keys: Option<i32>,
     ) -> Result<ListPage> {
         let objects = self.objects.lock().unwrap();
-        let iter = objects.iter().map(|(k, o)| (k, o.meta.clone()));
+        let iter = objects.iter().map(|(k, o)| (k, ObjectMeta { user: None, ..o.meta.clone() }));
         let max = max_keys.unwrap_or(1000).max(1) as usize;
         Ok(list_sorted(iter, prefix, delimiter, token.as_deref(), max))
     }
 
-    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
-        Ok(self.insert(key, body))
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+        Ok(self.insert(key, body, user.clone()))
     }
 
-    async fn create_multipart(&self, _key: &str) -> Result<String> {
+    async fn create_multipart_with(&self, _key: &str, user: &UserMeta) -> Result<String> {
         let id = format!("u{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        self.uploads.lock().unwrap().insert(id.clone(), BTreeMap::new());
+        self.uploads.lock().unwrap().insert(id.clone(), (user.clone(), BTreeMap::new()));
         Ok(id)
     }
 
     async fn upload_part(&self, _key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
         let mut uploads = self.uploads.lock().unwrap();
-        let parts = uploads.get_mut(id).ok_or(BackendError::NotFound)?;
+        let (_, parts) = uploads.get_mut(id).ok_or(BackendError::NotFound)?;
         parts.insert(number, body);
         Ok(CompletedPart { number, etag: format!("\"p{number}\"") })
     }
 
     async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
-        let stored = self.uploads.lock().unwrap().remove(id).ok_or(BackendError::NotFound)?;
+        let (user, stored) = self.uploads.lock().unwrap().remove(id).ok_or(BackendError::NotFound)?;
         let mut body = BytesMut::new();
         for p in &parts {
             let chunk = stored
@@ -163,7 +164,7 @@ impl ObjectStore for MemoryStore {
                 .ok_or_else(|| BackendError::InvalidInput(format!("part {} was never uploaded", p.number)))?;
             body.extend_from_slice(chunk);
         }
-        Ok(self.insert(key, body.freeze()))
+        Ok(self.insert(key, body.freeze(), user))
     }
 
     async fn abort_multipart(&self, _key: &str, id: &str) -> Result<()> {
@@ -173,8 +174,13 @@ impl ObjectStore for MemoryStore {
 
     async fn copy(&self, src: &str, dst: &str) -> Result<()> {
         let obj = self.get(src)?;
-        self.insert(dst, obj.body);
+        self.insert(dst, obj.body, obj.meta.user.unwrap_or_default());
         Ok(())
+    }
+
+    async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+        let obj = self.get(key)?;
+        Ok(self.insert(key, obj.body, user.clone()))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -10,6 +10,7 @@ mod prefixed;
 pub mod probe;
 mod s3;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub use s3::S3Store;
 
 use crate::config::{BackendKind, ResolvedStore};
 
+/// User metadata (`x-amz-meta-<name>`), names lower-case without the prefix.
+pub type UserMeta = BTreeMap<String, String>;
+
 /// What a HEAD or a listing tells about one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -32,6 +36,8 @@ pub struct ObjectMeta {
     pub size: u64,
     pub last_modified: SystemTime,
     pub etag: Option<String>,
+    /// Known from HEAD and our own writes; `None` from listings (S3 lists no metadata).
+    pub user: Option<UserMeta>,
 }
 
 /// One page of a delimited listing.
@@ -101,8 +107,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage>;
-    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta>;
-    async fn create_multipart(&self, key: &str) -> Result<String>;
+    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+        self.put_with(key, body, &UserMeta::new()).await
+    }
+    /// PUT carrying user metadata.
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta>;
+    async fn create_multipart(&self, key: &str) -> Result<String> {
+        self.create_multipart_with(key, &UserMeta::new()).await
+    }
+    /// A multipart upload whose object will carry `user` metadata.
+    async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String>;
     async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes) -> Result<CompletedPart>;
     /// A part copied server-side from `range` of object `src` (UploadPartCopy), so
     /// unchanged ranges of a modified file are never sent again. Stores without a
@@ -122,7 +136,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     }
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Server-side copy; the user metadata goes with the object.
     async fn copy(&self, src: &str, dst: &str) -> Result<()>;
+    /// Replaces an object's user metadata, keeping its body (CopyObject onto itself).
+    async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta>;
     async fn delete(&self, key: &str) -> Result<()>;
 }
 

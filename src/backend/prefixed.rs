@@ -6,7 +6,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result};
+use super::{CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
 
 #[derive(Debug)]
 pub struct Prefixed {
@@ -58,12 +58,12 @@ impl ObjectStore for Prefixed {
         Ok(page)
     }
 
-    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
-        self.inner.put(&self.full(key), body).await.map(|m| self.strip(m))
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+        self.inner.put_with(&self.full(key), body, user).await.map(|m| self.strip(m))
     }
 
-    async fn create_multipart(&self, key: &str) -> Result<String> {
-        self.inner.create_multipart(&self.full(key)).await
+    async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
+        self.inner.create_multipart_with(&self.full(key), user).await
     }
 
     async fn upload_part(&self, key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
@@ -85,6 +85,10 @@ impl ObjectStore for Prefixed {
 
     async fn copy(&self, src: &str, dst: &str) -> Result<()> {
         self.inner.copy(&self.full(src), &self.full(dst)).await
+    }
+
+    async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+        self.inner.set_user_meta(&self.full(key), user).await.map(|m| self.strip(m))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BackendError, CompletedPart, ListPage, MemoryStore, ObjectMeta, ObjectStore, PartSource, Result};
+use super::{
+    BackendError, CompletedPart, ListPage, MemoryStore, ObjectMeta, ObjectStore, PartSource, Result, UserMeta,
+};
 
 #[derive(Debug, Default)]
 pub struct Probe {
@@ -19,6 +21,7 @@ pub struct Probe {
     pub sent: AtomicU64,
     /// Parts copied on the server (UploadPartCopy).
     pub part_copies: AtomicUsize,
+    pub meta_updates: AtomicUsize,
     pub fail_parts: AtomicBool,
 }
 
@@ -49,12 +52,12 @@ impl ObjectStore for Probe {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_page(p, d, t, m).await
     }
-    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
         self.sent.fetch_add(body.len() as u64, Ordering::SeqCst);
-        self.inner.put(key, body).await
+        self.inner.put_with(key, body, user).await
     }
-    async fn create_multipart(&self, key: &str) -> Result<String> {
-        self.inner.create_multipart(key).await
+    async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
+        self.inner.create_multipart_with(key, user).await
     }
     async fn upload_part(&self, key: &str, id: &str, n: i32, body: Bytes) -> Result<CompletedPart> {
         if self.fail_parts.load(Ordering::SeqCst) {
@@ -78,6 +81,10 @@ impl ObjectStore for Probe {
     async fn copy(&self, src: &str, dst: &str) -> Result<()> {
         self.copies.fetch_add(1, Ordering::SeqCst);
         self.inner.copy(src, dst).await
+    }
+    async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+        self.meta_updates.fetch_add(1, Ordering::SeqCst);
+        self.inner.set_user_meta(key, user).await
     }
     async fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(key).await

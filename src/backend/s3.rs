@@ -11,11 +11,11 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Credentials, Region, SharedHttpClient};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart, MetadataDirective};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
-use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result};
+use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
 use crate::config::{AddressingStyle, RetryConfig as CfgRetry, S3Options};
 
 #[derive(Debug)]
@@ -144,6 +144,11 @@ impl ObjectStore for S3Store {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             last_modified: to_time(out.last_modified()),
             etag: out.e_tag().map(str::to_owned),
+            user: Some(
+                out.metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect())
+                    .unwrap_or_default(),
+            ),
         })
     }
 
@@ -203,6 +208,7 @@ impl ObjectStore for S3Store {
                     size: o.size().unwrap_or(0).max(0) as u64,
                     last_modified: to_time(o.last_modified()),
                     etag: o.e_tag().map(str::to_owned),
+                    user: None,
                 })
             })
             .collect();
@@ -212,13 +218,14 @@ impl ObjectStore for S3Store {
         Ok(ListPage { objects, prefixes, next_token })
     }
 
-    async fn put(&self, key: &str, body: Bytes) -> Result<ObjectMeta> {
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
         let size = body.len() as u64;
         let out = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_metadata(sdk_meta(user))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -228,11 +235,13 @@ impl ObjectStore for S3Store {
             size,
             last_modified: SystemTime::now(),
             etag: out.e_tag().map(str::to_owned),
+            user: Some(user.clone()),
         })
     }
 
-    async fn create_multipart(&self, key: &str) -> Result<String> {
-        let out = self.client.create_multipart_upload().bucket(&self.bucket).key(key).send().await.map_err(classify)?;
+    async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
+        let req = self.client.create_multipart_upload().bucket(&self.bucket).key(key).set_metadata(sdk_meta(user));
+        let out = req.send().await.map_err(classify)?;
         out.upload_id().map(str::to_owned).ok_or_else(|| BackendError::Other("server returned no upload id".into()))
     }
 
@@ -308,12 +317,30 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(self.copy_source(key))
+            .metadata_directive(MetadataDirective::Replace)
+            .set_metadata(sdk_meta(user))
+            .send()
+            .await
+            .map_err(classify)?;
+        self.head(key).await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         match self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(classify) {
             Ok(_) | Err(BackendError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
+}
+
+fn sdk_meta(user: &UserMeta) -> Option<std::collections::HashMap<String, String>> {
+    (!user.is_empty()).then(|| user.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 const MAX_SINGLE_COPY: u64 = 5 << 30;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{Uploader, MIB};
-use crate::backend::{BackendError, CompletedPart, ObjectMeta, PartSource, Result};
+use crate::backend::{BackendError, CompletedPart, ObjectMeta, PartSource, Result, UserMeta};
 
 /// S3's smallest part (all but the last) and its part-count limit.
 const MIN_PART: u64 = 5 * MIB;
@@ -233,12 +233,12 @@ impl Staged {
 
     /// Uploads the staged file as `key`. Blocks not changed since staging are copied
     /// on the server; the handle stays usable and now tracks the new object.
-    pub async fn upload(&mut self, key: &str) -> Result<ObjectMeta> {
+    pub async fn upload(&mut self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
         let meta = if self.size <= self.block.max(self.up.cfg.part_size) {
             let body = self.read(0, self.size).await?;
-            self.up.store.put(key, body).await?
+            self.up.store.put_with(key, body, user).await?
         } else {
-            self.upload_multipart(key).await?
+            self.upload_multipart(key, user).await?
         };
         self.source_key = key.to_string();
         (self.etag, self.base_len, self.modified) = (meta.etag.clone(), self.size, false);
@@ -260,7 +260,7 @@ impl Staged {
             .collect()
     }
 
-    async fn upload_multipart(&mut self, key: &str) -> Result<ObjectMeta> {
+    async fn upload_multipart(&mut self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
         let plan = self.plan();
         // Parts to send are filled first, so the sends below only read the temp file.
         for (r, copyable) in &plan {
@@ -269,7 +269,7 @@ impl Staged {
             }
         }
         let store = self.up.store.clone();
-        let id = store.create_multipart(key).await?;
+        let id = store.create_multipart_with(key, user).await?;
         let (this, id) = (&*self, id.as_str());
         let parts: Result<Vec<CompletedPart>> = futures::stream::iter(plan.into_iter().enumerate())
             .map(|(i, (r, copyable))| async move { this.send_part(key, id, i as i32 + 1, r, copyable).await })

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio::task::JoinSet;
 
 use super::{MemoryBudget, Reservation, MIB};
-use crate::backend::{BackendError, CompletedPart, DynStore, ObjectMeta, Result};
+use crate::backend::{BackendError, CompletedPart, DynStore, ObjectMeta, Result, UserMeta};
 
 #[derive(Clone, Debug)]
 pub struct UploadConfig {
@@ -65,10 +65,12 @@ impl Uploader {
         Self { store, cfg, budget, aborts: PendingAborts::default() }
     }
 
-    pub fn start(&self, key: String) -> Upload {
+    /// An upload of `key` whose object will carry `user` metadata.
+    pub fn start(&self, key: String, user: UserMeta) -> Upload {
         Upload {
             up: self.clone(),
             key,
+            user,
             buf: BytesMut::new(),
             buf_reservation: None,
             next_part: 1,
@@ -88,6 +90,7 @@ struct Multipart {
 pub struct Upload {
     up: Uploader,
     key: String,
+    user: UserMeta,
     buf: BytesMut,
     buf_reservation: Option<Reservation>,
     next_part: i32,
@@ -109,6 +112,12 @@ impl Upload {
         }
         self.buf_reservation = None;
         Some(self.buf.split().freeze())
+    }
+
+    /// Replaces the metadata the object will carry; too late once a multipart upload
+    /// was created (the caller then updates the metadata after completion).
+    pub fn set_user(&mut self, user: UserMeta) {
+        self.user = user;
     }
 
     fn current_part_size(&self) -> u64 {
@@ -143,7 +152,7 @@ impl Upload {
 
     async fn send_full_part(&mut self) -> Result<()> {
         if self.mpu.is_none() {
-            let id = self.up.store.create_multipart(&self.key).await?;
+            let id = self.up.store.create_multipart_with(&self.key, &self.user).await?;
             self.mpu = Some(Multipart { id, done: Vec::new(), in_flight: JoinSet::new() });
         }
         let body = self.buf.split().freeze();
@@ -181,7 +190,7 @@ impl Upload {
         if self.mpu.is_none() {
             let body = self.buf.split().freeze();
             self.buf_reservation = None;
-            return self.up.store.put(&self.key, body).await;
+            return self.up.store.put_with(&self.key, body, &self.user).await;
         }
         if !self.buf.is_empty() {
             self.send_full_part().await?;
@@ -260,12 +269,12 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let budget = MemoryBudget::new(1 << 20);
         let uploader = Uploader::new(store.clone(), cfg(), budget.clone());
-        let mut up = uploader.start("small".into());
+        let mut up = uploader.start("small".into(), UserMeta::new());
         up.write(b"hello").await.unwrap();
         assert!(up.mpu.is_none());
         assert_eq!(up.finish().await.unwrap().size, 5);
         let data: Vec<u8> = (0..10_500u32).map(|i| (i % 253) as u8).collect();
-        let mut up = uploader.start("big".into());
+        let mut up = uploader.start("big".into(), UserMeta::new());
         for chunk in data.chunks(333) {
             up.write(chunk).await.unwrap();
         }
@@ -279,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn dropped_upload_is_aborted() {
         let store = Arc::new(MemoryStore::new());
-        let mut up = Uploader::new(store.clone(), cfg(), MemoryBudget::new(1 << 20)).start("x".into());
+        let mut up = Uploader::new(store.clone(), cfg(), MemoryBudget::new(1 << 20)).start("x".into(), UserMeta::new());
         up.write(&[1u8; 2500]).await.unwrap();
         assert_eq!(store.open_uploads(), 1);
         drop(up);
@@ -313,7 +322,7 @@ mod budget_tests {
         for w in 0..4 {
             let (up, budget, peak) = (uploader.clone(), budget.clone(), peak.clone());
             writers.push(tokio::spawn(async move {
-                let mut u = up.start(format!("w{w}"));
+                let mut u = up.start(format!("w{w}"), UserMeta::new());
                 for _ in 0..20 {
                     u.write(&[w as u8; 333]).await.unwrap();
                     peak.fetch_max(budget.reserved(), std::sync::atomic::Ordering::SeqCst);

@@ -40,7 +40,7 @@ impl OpenMode {
 }
 
 impl Fs {
-    pub async fn create(&self, parent: u64, name: &str, pid: u32) -> FsResult<(Attr, u64)> {
+    pub async fn create(&self, parent: u64, name: &str, mode: u32, pid: u32) -> FsResult<(Attr, u64)> {
         self.check_writable()?;
         Self::check_name(name)?;
         self.dir(parent)?;
@@ -53,7 +53,8 @@ impl Fs {
             }
         }
         self.negative.remove(parent, name);
-        let found = Found { kind: Kind::File, size: 0, mtime: SystemTime::now(), etag: None };
+        let found =
+            Found { posix: Some(self.initial_posix(Kind::File, mode)), ..Found::file(0, SystemTime::now(), None) };
         self.listings.upsert(parent, name, found.clone());
         let ino = {
             let mut table = self.inodes.lock().unwrap();
@@ -127,6 +128,7 @@ impl Fs {
             size: i.size,
             last_modified: i.mtime,
             etag: i.etag.clone(),
+            user: None,
         });
         let writer = Writer {
             key: i.key(),

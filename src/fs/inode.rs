@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-use super::attr::Kind;
+use super::attr::{Kind, Posix};
+use crate::backend::ObjectMeta;
 
 pub const ROOT_INO: u64 = 1;
 
@@ -21,6 +22,9 @@ pub struct Inode {
     pub etag: Option<String>,
     /// When size/mtime were last confirmed by the backend.
     pub validated: Instant,
+    /// mode/uid/gid/mtime from the object's metadata (or set here); unset fields
+    /// show the mount's defaults.
+    pub posix: Posix,
     /// Kernel references (lookup count).
     pub lookups: u64,
     /// Open handles; the inode outlives `forget` while any are open.
@@ -35,7 +39,7 @@ impl Inode {
     /// The object key of a file, or the listing prefix of a directory.
     pub fn key(&self) -> String {
         match self.kind {
-            Kind::File => self.path.clone(),
+            Kind::File | Kind::Symlink => self.path.clone(),
             Kind::Dir if self.path.is_empty() => String::new(),
             Kind::Dir => format!("{}/", self.path),
         }
@@ -63,6 +67,28 @@ pub struct Found {
     pub size: u64,
     pub mtime: SystemTime,
     pub etag: Option<String>,
+    /// From HEAD or our own writes; `None` from a listing (S3 lists no metadata).
+    pub posix: Option<Posix>,
+}
+
+impl Found {
+    pub fn file(size: u64, mtime: SystemTime, etag: Option<String>) -> Self {
+        Self { kind: Kind::File, size, mtime, etag, posix: None }
+    }
+
+    pub fn dir(mtime: SystemTime) -> Self {
+        Self { kind: Kind::Dir, size: 0, mtime, etag: None, posix: None }
+    }
+
+    /// An object as HEAD (or our upload) describes it: a symlink if its mode says so.
+    pub fn object(m: &ObjectMeta) -> Self {
+        let posix = m.user.as_ref().map(Posix::from_user);
+        let kind = match posix.and_then(|p| p.kind()) {
+            Some(Kind::Symlink) => Kind::Symlink,
+            _ => Kind::File,
+        };
+        Self { kind, size: m.size, mtime: m.last_modified, etag: m.etag.clone(), posix }
+    }
 }
 
 pub struct InodeTable {
@@ -82,6 +108,7 @@ impl InodeTable {
             size: 0,
             mtime: mount_time,
             etag: None,
+            posix: Posix::default(),
             validated: Instant::now(),
             lookups: 1,
             open_handles: 0,
@@ -113,9 +140,19 @@ impl InodeTable {
     pub fn upsert(&mut self, parent: u64, name: &str, found: Found) -> u64 {
         if let Some(existing) = self.by_name.get(&(parent, name.to_string())).copied() {
             let inode = self.by_ino.get_mut(&existing).expect("name maps to a live inode");
-            if inode.kind == found.kind {
+            // A listing cannot tell a symlink from a file, nor carries metadata: what we
+            // learned before holds while the object's ETag is unchanged.
+            let unchanged = found.posix.is_none() && found.etag.is_some() && found.etag == inode.etag;
+            let kind =
+                if unchanged || (found.posix.is_none() && inode.kind == Kind::Dir) { inode.kind } else { found.kind };
+            if inode.kind == kind {
                 if !inode.writing {
                     (inode.size, inode.mtime, inode.etag) = (found.size, found.mtime, found.etag);
+                    match found.posix {
+                        Some(p) => inode.posix = p,
+                        None if !unchanged && kind != Kind::Dir => inode.posix = Posix::default(),
+                        None => {}
+                    }
                 }
                 inode.validated = Instant::now();
                 return existing;
@@ -136,6 +173,7 @@ impl InodeTable {
                 size: found.size,
                 mtime: found.mtime,
                 etag: found.etag,
+                posix: found.posix.unwrap_or_default(),
                 validated: Instant::now(),
                 lookups: 0,
                 open_handles: 0,
@@ -217,7 +255,7 @@ mod tests {
     use super::*;
 
     fn file(size: u64) -> Found {
-        Found { kind: Kind::File, size, mtime: SystemTime::UNIX_EPOCH, etag: None }
+        Found::file(size, SystemTime::UNIX_EPOCH, None)
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod error;
 pub mod file;
 pub mod handle;
 pub mod inode;
+mod metadata;
 pub mod rename;
 mod write;
 
@@ -15,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-pub use attr::{Attr, Kind, Ownership};
+pub use attr::{Attr, Kind, Ownership, Posix};
 pub use error::{FsError, FsResult};
 use handle::{Handle, OpenHandle, Writers};
 use inode::{Found, Inode, InodeTable};
@@ -99,12 +100,21 @@ impl Fs {
     }
 
     fn attr_of(&self, i: &Inode) -> Attr {
-        let o = &self.opts.owner;
-        let perm = match i.kind {
+        let (o, p) = (&self.opts.owner, &i.posix);
+        let default_perm = match i.kind {
             Kind::File => o.file_mode,
             Kind::Dir => o.dir_mode,
+            Kind::Symlink => 0o777,
         };
-        Attr { ino: i.ino, kind: i.kind, size: i.size, mtime: i.mtime, perm, uid: o.uid, gid: o.gid }
+        Attr {
+            ino: i.ino,
+            kind: i.kind,
+            size: i.size,
+            mtime: p.mtime.unwrap_or(i.mtime),
+            perm: p.mode.map_or(default_perm, |m| (m & 0o7777) as u16),
+            uid: p.uid.unwrap_or(o.uid),
+            gid: p.gid.unwrap_or(o.gid),
+        }
     }
 
     fn inode(&self, ino: u64) -> FsResult<Inode> {
@@ -115,7 +125,7 @@ impl Fs {
         let i = self.inode(ino)?;
         match i.kind {
             Kind::Dir => Ok(i),
-            Kind::File => Err(FsError::NotDir),
+            Kind::File | Kind::Symlink => Err(FsError::NotDir),
         }
     }
 
@@ -152,10 +162,10 @@ impl Fs {
             tokio::join!(self.store.head(path), self.store.list_page(&dir_prefix, Some("/"), None, Some(1)));
         let list = list?;
         if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            return Ok(Some(Found { kind: Kind::Dir, size: 0, mtime: self.mount_time, etag: None }));
+            return Ok(Some(Found::dir(self.mount_time)));
         }
         match head {
-            Ok(m) => Ok(Some(Found { kind: Kind::File, size: m.size, mtime: m.last_modified, etag: m.etag })),
+            Ok(m) => Ok(Some(Found::object(&m))),
             Err(BackendError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -216,7 +226,7 @@ impl Fs {
         Ok(self.attr_of(cur))
     }
 
-    pub async fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
+    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32) -> FsResult<Attr> {
         self.check_writable()?;
         Self::check_name(name)?;
         let dir = self.dir(parent)?;
@@ -226,9 +236,12 @@ impl Fs {
             Err(e) => return Err(e),
         }
         let path = dir.child_path(name);
-        self.store.put(&format!("{path}/"), Bytes::new()).await?;
+        let posix = self.initial_posix(Kind::Dir, mode);
+        let mut user = crate::backend::UserMeta::new();
+        posix.merge_into(&mut user);
+        self.store.put_with(&format!("{path}/"), Bytes::new(), &user).await?;
         self.negative.remove(parent, name);
-        let found = Found { kind: Kind::Dir, size: 0, mtime: SystemTime::now(), etag: None };
+        let found = Found { posix: Some(posix), ..Found::dir(SystemTime::now()) };
         self.listings.upsert(parent, name, found.clone());
         let mut table = self.inodes.lock().unwrap();
         let ino = table.upsert(parent, name, found);
@@ -276,30 +289,6 @@ impl Fs {
         Ok(())
     }
 
-    pub async fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
-        let i = self.inode(ino)?;
-        let cur = self.attr_of(&i);
-        let changes_owner = set.mode.is_some_and(|m| (m & 0o7777) as u16 != cur.perm)
-            || set.uid.is_some_and(|u| u != cur.uid)
-            || set.gid.is_some_and(|g| g != cur.gid);
-        if changes_owner {
-            self.check_writable()?;
-            return Err(FsError::Unsupported("changing mode or owner"));
-        }
-        if let Some(size) = set.size {
-            self.check_writable()?;
-            self.truncate(&i, size).await?;
-        }
-        if let Some(mtime) = set.mtime {
-            self.check_writable()?;
-            // Kept for the life of the cached attributes; persisting it is future work.
-            if let Some(cur) = self.inodes.lock().unwrap().get_mut(ino) {
-                cur.mtime = mtime;
-            }
-        }
-        Ok(self.attr_of(&self.inode(ino)?))
-    }
-
     pub fn statfs(&self) -> StatFs {
         // Object stores have no fixed capacity: report a large, mostly free volume.
         StatFs { blocks: 1 << 38, bfree: 1 << 38, files: 1 << 32, ffree: 1 << 32, bsize: 4096, namelen: 255 }
@@ -323,7 +312,7 @@ impl Fs {
             writing
                 .map(|c| DirEntry {
                     name: c.name.clone(),
-                    found: Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None },
+                    found: Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None, posix: Some(c.posix) },
                 })
                 .collect()
         };
@@ -405,6 +394,8 @@ impl Fs {
     }
 }
 
+#[cfg(test)]
+mod metadata_tests;
 #[cfg(test)]
 mod rename_tests;
 #[cfg(test)]

@@ -46,14 +46,14 @@ impl Fs {
                 return Err(FsError::Exists);
             }
             match (src.kind, d.kind) {
-                (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
-                (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
+                (Kind::File | Kind::Symlink, Kind::Dir) => return Err(FsError::IsDir),
+                (Kind::Dir, Kind::File | Kind::Symlink) => return Err(FsError::NotDir),
                 (Kind::Dir, Kind::Dir) if !self.dir_is_empty(d).await? => return Err(FsError::NotEmpty),
                 _ => {}
             }
         }
         match src.kind {
-            Kind::File => self.rename_file(&src, &new_path).await?,
+            Kind::File | Kind::Symlink => self.rename_file(&src, &new_path).await?,
             Kind::Dir if new_path.starts_with(&format!("{}/", src.path)) => return Err(FsError::InvalidArgument),
             Kind::Dir => self.rename_dir(&src, &new_path).await?,
         }
@@ -64,7 +64,7 @@ impl Fs {
             if moved.kind == Kind::File && !moved.writing {
                 moved.make_stale(); // a copy may carry a new ETag
             }
-            Found { kind: moved.kind, size: moved.size, mtime: moved.mtime, etag: None }
+            Found { kind: moved.kind, size: moved.size, mtime: moved.mtime, etag: None, posix: Some(moved.posix) }
         };
         self.listings.remove(parent, name);
         self.listings.upsert(newparent, newname, found);

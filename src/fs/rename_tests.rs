@@ -54,7 +54,7 @@ async fn a_directory_rename_moves_every_object_below_it() {
 #[tokio::test]
 async fn renaming_a_file_open_for_writing_uploads_it_under_the_new_name() {
     let (p, fs) = setup();
-    let (_, fh) = fs.create(ROOT, "tmp", PID).await.unwrap();
+    let (_, fh) = fs.create(ROOT, "tmp", 0o644, PID).await.unwrap();
     fs.write(fh, 0, b"saved").await.unwrap();
     fs.rename(ROOT, "tmp", ROOT, "final", PLAIN).await.unwrap();
     fs.write(fh, 5, b"!").await.unwrap();
@@ -69,7 +69,7 @@ async fn copy_file_range_of_a_whole_file_is_a_server_side_copy() {
     put(&p, "src", &[5u8; 3000]).await;
     let src = fs.lookup(ROOT, "src").await.unwrap().ino;
     let fh_in = fs.open(src, OpenMode { read: true, ..OpenMode::default() }, PID).await.unwrap().fh;
-    let (_, fh_out) = fs.create(ROOT, "dst", PID).await.unwrap();
+    let (_, fh_out) = fs.create(ROOT, "dst", 0o644, PID).await.unwrap();
     assert_eq!(fs.copy_file_range(fh_in, 0, fh_out, 0, 1 << 30).await.unwrap(), 3000);
     assert_eq!(fs.copy_file_range(fh_in, 3000, fh_out, 3000, 1 << 30).await.unwrap(), 0, "then EOF");
     let partial = fs.copy_file_range(fh_in, 10, fh_out, 0, 5).await.unwrap_err();

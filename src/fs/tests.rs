@@ -16,7 +16,7 @@ use crate::data::{UploadConfig, MIB};
 const ROOT: u64 = ROOT_INO;
 pub(super) const PID: u32 = 42;
 
-fn opts() -> FsOptions {
+pub(super) fn opts() -> FsOptions {
     FsOptions {
         upload: UploadConfig { part_size: 5 * MIB, max_in_flight: 2 },
         max_memory: 64 * MIB,
@@ -38,7 +38,7 @@ pub(super) async fn put(p: &Probe, key: &str, body: &[u8]) {
 }
 
 pub(super) async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> FsResult<()> {
-    let (_, fh) = fs.create(parent, name, PID).await?;
+    let (_, fh) = fs.create(parent, name, 0o644, PID).await?;
     for (i, chunk) in data.chunks(128 * 1024).enumerate() {
         fs.write(fh, (i * 128 * 1024) as u64, chunk).await?;
     }
@@ -60,7 +60,7 @@ pub(super) async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
     out
 }
 
-async fn names(fs: &Fs, ino: u64) -> Vec<String> {
+pub(super) async fn names(fs: &Fs, ino: u64) -> Vec<String> {
     let fh = fs.opendir(ino).await.unwrap();
     let mut out = Vec::new();
     fs.readdir(fh, 0, false, |_, n, _| {
@@ -141,7 +141,7 @@ async fn new_file_failing_upload_does_not_appear() {
 #[tokio::test]
 async fn close_without_data_by_a_shell_dup_does_not_commit() {
     let (p, fs) = setup();
-    let (_, fh) = fs.create(ROOT, "log", PID).await.unwrap();
+    let (_, fh) = fs.create(ROOT, "log", 0o644, PID).await.unwrap();
     fs.flush(fh, PID).await.unwrap(); // `exec >log`: dup2 + close before any write
     fs.write(fh, 0, b"line 1\n").await.unwrap();
     fs.flush(fh, PID + 1).await.unwrap(); // a forked child closing its copy
@@ -155,7 +155,7 @@ async fn close_without_data_by_a_shell_dup_does_not_commit() {
 #[tokio::test]
 async fn touch_creates_an_empty_object_and_truncate_empties() {
     let (p, fs) = setup();
-    let (_, fh) = fs.create(ROOT, "t", PID).await.unwrap();
+    let (_, fh) = fs.create(ROOT, "t", 0o644, PID).await.unwrap();
     fs.flush(fh, PID).await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(p.inner.head("t").await.unwrap().size, 0);
@@ -212,9 +212,9 @@ async fn o_rdwr_reads_back_its_own_writes() {
 #[tokio::test]
 async fn mkdir_rmdir_unlink_semantics() {
     let (p, fs) = setup();
-    let d = fs.mkdir(ROOT, "d").await.unwrap();
+    let d = fs.mkdir(ROOT, "d", 0o755).await.unwrap();
     assert!(p.inner.head("d/").await.is_ok(), "marker object");
-    assert_eq!(fs.mkdir(ROOT, "d").await.unwrap_err().errno(), libc::EEXIST);
+    assert_eq!(fs.mkdir(ROOT, "d", 0o755).await.unwrap_err().errno(), libc::EEXIST);
     write_file(&fs, d.ino, "f", b"x").await.unwrap();
     assert_eq!(fs.rmdir(ROOT, "d").await.unwrap_err().errno(), libc::ENOTEMPTY);
     assert_eq!(fs.unlink(ROOT, "d").await.unwrap_err().errno(), libc::EISDIR);
@@ -224,7 +224,7 @@ async fn mkdir_rmdir_unlink_semantics() {
     fs.rmdir(ROOT, "d").await.unwrap();
     assert!(p.inner.head("d/").await.is_err());
     assert!(matches!(fs.lookup(ROOT, "d").await, Err(FsError::NotFound)));
-    assert_eq!(fs.mkdir(ROOT, &"n".repeat(256)).await.unwrap_err().errno(), libc::ENAMETOOLONG);
+    assert_eq!(fs.mkdir(ROOT, &"n".repeat(256), 0o755).await.unwrap_err().errno(), libc::ENAMETOOLONG);
 }
 
 #[tokio::test]
@@ -233,8 +233,8 @@ async fn read_only_refuses_every_write() {
     put(&p, "f", b"x").await;
     let fs = Fs::new(p.clone(), FsOptions { read_only: true, ..opts() });
     let ino = fs.lookup(ROOT, "f").await.unwrap().ino;
-    assert_eq!(fs.create(ROOT, "n", PID).await.unwrap_err().errno(), libc::EROFS);
-    assert_eq!(fs.mkdir(ROOT, "d").await.unwrap_err().errno(), libc::EROFS);
+    assert_eq!(fs.create(ROOT, "n", 0o644, PID).await.unwrap_err().errno(), libc::EROFS);
+    assert_eq!(fs.mkdir(ROOT, "d", 0o755).await.unwrap_err().errno(), libc::EROFS);
     assert_eq!(fs.unlink(ROOT, "f").await.unwrap_err().errno(), libc::EROFS);
     assert_eq!(fs.open(ino, wr(), PID).await.unwrap_err().errno(), libc::EROFS);
     let trunc = SetAttr { size: Some(0), ..SetAttr::default() };
@@ -306,7 +306,7 @@ async fn readdirplus_counts_lookups_for_entries_it_returns() {
 #[tokio::test]
 async fn file_being_written_is_listed_and_stat_shows_its_size() {
     let (_p, fs) = setup();
-    let (a, fh) = fs.create(ROOT, "w", PID).await.unwrap();
+    let (a, fh) = fs.create(ROOT, "w", 0o644, PID).await.unwrap();
     fs.write(fh, 0, b"12345").await.unwrap();
     assert!(names(&fs, ROOT).await.contains(&"w".to_string()));
     assert_eq!(fs.getattr(a.ino).await.unwrap().size, 5);
@@ -317,7 +317,7 @@ async fn file_being_written_is_listed_and_stat_shows_its_size() {
 #[tokio::test]
 async fn drain_commits_open_uploads() {
     let (p, fs) = setup();
-    let (_, fh) = fs.create(ROOT, "pending", PID).await.unwrap();
+    let (_, fh) = fs.create(ROOT, "pending", 0o644, PID).await.unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
     assert_eq!(fs.drain().await, 0);
     assert_eq!(p.inner.head("pending").await.unwrap().size, 4);
@@ -380,7 +380,7 @@ async fn listing_shows_our_changes_at_once_and_others_after_the_ttl() {
     let d = fs.lookup(ROOT, "d").await.unwrap().ino;
     assert_eq!(names(&fs, d).await, [".", "..", "a"]);
     write_file(&fs, d, "mine", b"22").await.unwrap();
-    fs.mkdir(d, "sub").await.unwrap();
+    fs.mkdir(d, "sub", 0o755).await.unwrap();
     fs.unlink(d, "a").await.unwrap();
     put(&p, "d/theirs", b"3").await;
     assert_eq!(names(&fs, d).await, [".", "..", "mine", "sub"], "own changes at once");
@@ -392,7 +392,7 @@ async fn listing_shows_our_changes_at_once_and_others_after_the_ttl() {
 #[tokio::test]
 async fn copying_into_a_new_directory_needs_one_put_per_file() {
     let (p, fs) = setup();
-    let d = fs.mkdir(ROOT, "dst").await.unwrap().ino;
+    let d = fs.mkdir(ROOT, "dst", 0o755).await.unwrap().ino;
     let before = counts(&p);
     for i in 0..20 {
         assert!(fs.lookup(d, &format!("f{i}")).await.is_err());
@@ -420,7 +420,7 @@ async fn indefinite_ttl_never_asks_again() {
 #[tokio::test]
 async fn a_created_file_reads_empty_before_its_release() {
     let (_p, fs) = setup();
-    let (a, fh) = fs.create(ROOT, "t", PID).await.unwrap();
+    let (a, fh) = fs.create(ROOT, "t", 0o644, PID).await.unwrap();
     fs.flush(fh, PID).await.unwrap(); // close(2) returned; release is still to come
     assert!(read_all(&fs, a.ino).await.is_empty());
     fs.write(fh, 0, b"data").await.unwrap();
@@ -442,20 +442,4 @@ async fn page_cache_is_kept_only_while_the_etag_is_unchanged() {
     put(&p, "f", b"v2 longer").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(!fs.open(ino, rd(), PID).await.unwrap().keep_cache, "object changed: drop the cache");
-}
-
-#[tokio::test]
-async fn chmod_chown_are_refused_and_utimens_is_kept_in_the_cache() {
-    let (p, fs) = setup();
-    put(&p, "f", b"x").await;
-    let a = fs.lookup(ROOT, "f").await.unwrap();
-    let chmod = SetAttr { mode: Some(0o100600), ..SetAttr::default() };
-    assert_eq!(fs.setattr(a.ino, chmod).await.unwrap_err().errno(), libc::ENOTSUP);
-    let chown = SetAttr { uid: Some(a.uid + 1), ..SetAttr::default() };
-    assert_eq!(fs.setattr(a.ino, chown).await.unwrap_err().errno(), libc::ENOTSUP);
-    let same = SetAttr { mode: Some(0o100644), uid: Some(a.uid), gid: Some(a.gid), ..SetAttr::default() };
-    fs.setattr(a.ino, same).await.unwrap();
-    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    let touched = fs.setattr(a.ino, SetAttr { mtime: Some(when), ..SetAttr::default() }).await.unwrap();
-    assert_eq!(touched.mtime, when);
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::handle::{Handle, Writer};
 use super::inode::{Found, Inode};
-use super::{Fs, FsError, FsResult, Kind};
+use super::{Fs, FsError, FsResult, Kind, Posix};
 use crate::backend::ObjectMeta;
 use crate::data::Staged;
 
@@ -21,7 +21,11 @@ impl Fs {
         };
         if w.can_stream(offset) {
             let key = w.key.clone();
-            let up = w.upload.get_or_insert_with(|| self.uploader.start(key));
+            if w.upload.is_none() {
+                let user = self.upload_meta(ino, w.base.as_ref().and_then(|b| b.user.as_ref()));
+                w.upload = Some(self.uploader.start(key, user));
+            }
+            let up = w.upload.as_mut().expect("set above");
             up.write(data).await.map_err(FsError::UploadFailed)?;
         } else {
             self.staged(ino, w).await?.write(offset, data).await?;
@@ -92,6 +96,9 @@ impl Fs {
     pub(super) fn mark_writing(&self, ino: u64, size: u64) {
         if let Some(i) = self.inodes.lock().unwrap().get_mut(ino) {
             (i.size, i.mtime, i.writing) = (size, SystemTime::now(), true);
+            if i.posix.mtime.is_some() {
+                i.posix.mtime = Some(i.mtime); // a stored mtime must move with the data
+            }
         }
     }
 
@@ -111,11 +118,16 @@ impl Fs {
             return Ok(());
         }
         let must_put = w.must_put();
+        let user = self.upload_meta(ino, w.base.as_ref().and_then(|b| b.user.as_ref()));
+        let wanted = self.inode(ino).map(|i| i.posix).ok();
         let result = match (&mut w.staged, w.upload.take()) {
-            (Some(s), _) if s.modified() => s.upload(&w.key).await.map(Some),
+            (Some(s), _) if s.modified() || must_put => s.upload(&w.key, &user).await.map(Some),
             (Some(_), _) => Ok(None),
-            (None, Some(up)) => up.finish().await.map(Some),
-            (None, None) if must_put => self.store.put(&w.key, Bytes::new()).await.map(Some),
+            (None, Some(mut up)) => {
+                up.set_user(user);
+                up.finish().await.map(Some)
+            }
+            (None, None) if must_put => self.store.put_with(&w.key, Bytes::new(), &user).await.map(Some),
             (None, None) => Ok(None),
         };
         match result {
@@ -124,8 +136,14 @@ impl Fs {
                 if let Some(m) = &meta {
                     w.base = Some(m.clone());
                 }
+                // chmod/utimens during a streaming upload: its metadata was fixed at start.
+                let sent = meta.as_ref().and_then(|m| m.user.as_ref()).map(Posix::from_user);
                 self.committed(ino, meta);
-                Ok(())
+                drop(h);
+                match (wanted, sent) {
+                    (Some(want), Some(sent)) if want != sent => self.persist_posix(&self.inode(ino)?, want).await,
+                    _ => Ok(()),
+                }
             }
             Err(e) => {
                 tracing::error!(key = %w.key, error = %e, "upload failed; the object was not changed");
@@ -144,8 +162,12 @@ impl Fs {
         let Some(i) = table.get_mut(ino) else { return };
         i.writing = false;
         if let Some(m) = meta {
+            if let Some(user) = &m.user {
+                i.posix = Posix::from_user(user);
+            }
             (i.size, i.mtime, i.etag, i.validated) = (m.size, m.last_modified, m.etag, Instant::now());
-            let found = Found { kind: Kind::File, size: i.size, mtime: i.mtime, etag: i.etag.clone() };
+            let found =
+                Found { kind: i.kind, size: i.size, mtime: i.mtime, etag: i.etag.clone(), posix: Some(i.posix) };
             self.listings.upsert(i.parent, &i.name, found);
         }
     }
@@ -179,12 +201,13 @@ impl Fs {
             return Ok(());
         }
         let meta = if size == 0 {
-            self.store.put(&i.key(), Bytes::new()).await?
+            self.store.put_with(&i.key(), Bytes::new(), &self.upload_meta(i.ino, None)).await?
         } else {
-            let base = ObjectMeta { key: i.key(), size: i.size, last_modified: i.mtime, etag: i.etag.clone() };
+            let base =
+                ObjectMeta { key: i.key(), size: i.size, last_modified: i.mtime, etag: i.etag.clone(), user: None };
             let mut staged = self.staging.stage(&self.uploader, Some(base))?;
             staged.truncate(size)?;
-            staged.upload(&i.key()).await?
+            staged.upload(&i.key(), &self.upload_meta(i.ino, None)).await?
         };
         self.committed(i.ino, Some(meta));
         Ok(())

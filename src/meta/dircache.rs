@@ -86,11 +86,10 @@ impl DirCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::attr::Kind;
     use std::time::{Duration, SystemTime};
 
     fn found() -> Found {
-        Found { kind: Kind::File, size: 1, mtime: SystemTime::UNIX_EPOCH, etag: None }
+        Found::file(1, SystemTime::UNIX_EPOCH, None)
     }
 
     #[test]

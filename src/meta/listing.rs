@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::backend::{list_all, ObjectStore, Result};
-use crate::fs::attr::Kind;
 use crate::fs::inode::Found;
 
 #[derive(Clone, Debug)]
@@ -33,7 +32,7 @@ pub async fn list_dir(store: &dyn ObjectStore, prefix: &str, dir_mtime: SystemTi
             tracing::debug!(key = %obj.key, "skipping key that is not a valid file name");
             continue;
         }
-        let found = Found { kind: Kind::File, size: obj.size, mtime: obj.last_modified, etag: obj.etag };
+        let found = Found::file(obj.size, obj.last_modified, obj.etag);
         entries.insert(name.to_string(), found);
     }
     for p in page.prefixes {
@@ -42,7 +41,7 @@ pub async fn list_dir(store: &dyn ObjectStore, prefix: &str, dir_mtime: SystemTi
             tracing::debug!(prefix = %p, "skipping prefix that is not a valid directory name");
             continue;
         }
-        let found = Found { kind: Kind::Dir, size: 0, mtime: dir_mtime, etag: None };
+        let found = Found::dir(dir_mtime);
         entries.insert(name.to_string(), found);
     }
     Ok(entries.into_iter().map(|(name, found)| DirEntry { name, found }).collect())
@@ -52,6 +51,7 @@ pub async fn list_dir(store: &dyn ObjectStore, prefix: &str, dir_mtime: SystemTi
 mod tests {
     use super::*;
     use crate::backend::MemoryStore;
+    use crate::fs::attr::Kind;
     use bytes::Bytes;
 
     #[tokio::test]

@@ -1,0 +1,138 @@
+//! chmod, chown, utimens and symlinks, kept in the object's user metadata (the
+//! headers s3fs uses). A change is written at once (CopyObject onto itself), or
+//! rides along with the upload when the file has unwritten data.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::handle::Handle;
+use super::inode::{Found, Inode};
+use super::{Attr, Fs, FsError, FsResult, Kind, Posix, SetAttr};
+use crate::backend::{BackendError, UserMeta};
+
+impl Fs {
+    pub async fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
+        let i = self.inode(ino)?;
+        if let Some(size) = set.size {
+            self.check_writable()?;
+            self.truncate(&i, size).await?;
+        }
+        let i = self.inode(ino)?;
+        let cur = self.attr_of(&i);
+        let mut p = i.posix;
+        if let Some(m) = set.mode.filter(|m| (m & 0o7777) as u16 != cur.perm) {
+            p.mode = Some(i.kind.type_bits() | (m & 0o7777));
+        }
+        if let Some(u) = set.uid.filter(|u| *u != cur.uid) {
+            p.uid = Some(u);
+        }
+        if let Some(g) = set.gid.filter(|g| *g != cur.gid) {
+            p.gid = Some(g);
+        }
+        if let Some(t) = set.mtime.filter(|t| *t != cur.mtime) {
+            p.mtime = Some(t);
+        }
+        if p != i.posix {
+            self.check_writable()?;
+            self.set_posix(&i, p).await?;
+        }
+        Ok(self.attr_of(&self.inode(ino)?))
+    }
+
+    /// Shows `p` at once and stores it: now, or with the pending upload.
+    async fn set_posix(&self, i: &Inode, p: Posix) -> FsResult<()> {
+        if let Some(cur) = self.inodes.lock().unwrap().get_mut(i.ino) {
+            cur.posix = p;
+        }
+        if self.has_pending_upload(i.ino).await {
+            return Ok(()); // commit() sends the inode's metadata with the data
+        }
+        self.persist_posix(i, p).await
+    }
+
+    /// Writes `p` into the object's metadata now.
+    pub(super) async fn persist_posix(&self, i: &Inode, p: Posix) -> FsResult<()> {
+        let key = i.key();
+        let mut user = match self.store.head(&key).await {
+            Ok(m) => m.user.unwrap_or_default(),
+            // An implicit directory gets a marker to carry its metadata.
+            Err(BackendError::NotFound) if i.kind == Kind::Dir => UserMeta::new(),
+            Err(e) => return Err(e.into()),
+        };
+        p.merge_into(&mut user);
+        let meta = match self.store.set_user_meta(&key, &user).await {
+            Err(BackendError::NotFound) if i.kind == Kind::Dir => {
+                self.store.put_with(&key, Bytes::new(), &user).await?
+            }
+            r => r?,
+        };
+        if i.kind != Kind::Dir {
+            self.committed(i.ino, Some(meta));
+        }
+        Ok(())
+    }
+
+    async fn has_pending_upload(&self, ino: u64) -> bool {
+        for fh in self.writers.of(ino) {
+            if let Ok(h) = self.handle(fh) {
+                if let Handle::Write(w) = &h.lock().await.handle {
+                    if w.has_data() || w.must_put() {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// The metadata an upload of `ino` carries: what the object had, with the
+    /// inode's POSIX attributes on top.
+    pub(super) fn upload_meta(&self, ino: u64, base: Option<&UserMeta>) -> UserMeta {
+        let mut user = base.cloned().unwrap_or_default();
+        if let Some(i) = self.inodes.lock().unwrap().get(ino) {
+            i.posix.merge_into(&mut user);
+        }
+        user
+    }
+
+    /// The POSIX attributes a new file or directory starts with: only what differs
+    /// from the mount's defaults is stored.
+    pub(super) fn initial_posix(&self, kind: Kind, mode: u32) -> Posix {
+        let default = if kind == Kind::Dir { self.opts.owner.dir_mode } else { self.opts.owner.file_mode };
+        let perm = mode & 0o7777;
+        let mode = (perm as u16 != default).then_some(kind.type_bits() | perm);
+        Posix { mode, ..Posix::default() }
+    }
+
+    pub async fn symlink(&self, parent: u64, name: &str, target: &str) -> FsResult<Attr> {
+        self.check_writable()?;
+        Self::check_name(name)?;
+        let dir = self.dir(parent)?;
+        match self.resolve(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let posix = Posix { mode: Some(libc::S_IFLNK | 0o777), mtime: Some(SystemTime::now()), ..Posix::default() };
+        let mut user = UserMeta::new();
+        posix.merge_into(&mut user);
+        let key = dir.child_path(name);
+        let meta = self.store.put_with(&key, Bytes::copy_from_slice(target.as_bytes()), &user).await?;
+        let found = Found::object(&meta);
+        self.negative.remove(parent, name);
+        self.listings.upsert(parent, name, found.clone());
+        let mut table = self.inodes.lock().unwrap();
+        let ino = table.upsert(parent, name, found);
+        table.add_lookup(ino);
+        Ok(self.attr_of(table.get(ino).expect("just inserted")))
+    }
+
+    pub async fn readlink(&self, ino: u64) -> FsResult<Bytes> {
+        let i = self.inode(ino)?;
+        if i.kind != Kind::Symlink {
+            return Err(FsError::InvalidArgument);
+        }
+        Ok(self.store.get_range(&i.key(), 0..i.size.max(4096), None).await?)
+    }
+}
