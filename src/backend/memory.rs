@@ -17,10 +17,13 @@ struct Object {
     meta: ObjectMeta,
 }
 
+/// A multipart upload in progress: the object's metadata and the parts so far.
+type PendingUpload = (UserMeta, BTreeMap<i32, Bytes>);
+
 #[derive(Default)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, Object>>,
-    uploads: Mutex<HashMap<String, (UserMeta, BTreeMap<i32, Bytes>)>>,
+    uploads: Mutex<HashMap<String, PendingUpload>>,
     next_id: AtomicU64,
 }
 
