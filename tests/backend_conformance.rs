@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::{MotoServer, S3sServer};
-use rstore_mount::backend::{list_all, BackendError, DynStore, LocalStore, MemoryStore, ObjectStore, Prefixed};
+use rstore_mount::backend::{
+    list_all, BackendError, DynStore, LocalStore, MemoryStore, ObjectStore, PartSource, Prefixed, UserMeta,
+};
 use rstore_mount::config::{AddressingStyle, RetryConfig, S3Options, Secret};
 
 /// What a server cannot do (documented quirks), so the suite skips only those checks.
@@ -17,9 +19,11 @@ struct Quirks {
     file_and_dir_coexist: bool,
     /// s3s-fs cannot store an empty `dir/` marker object.
     markers: bool,
+    /// s3s-fs and moto ignore x-amz-copy-source-if-match on UploadPartCopy.
+    part_copy_if_match: bool,
 }
 
-const FULL: Quirks = Quirks { file_and_dir_coexist: true, markers: true };
+const FULL: Quirks = Quirks { file_and_dir_coexist: true, markers: true, part_copy_if_match: true };
 
 async fn s3_store(endpoint: &str, bucket: &str) -> DynStore {
     let o = S3Options {
@@ -107,6 +111,8 @@ async fn conformance(s: DynStore, q: Quirks) {
     s.delete("copied/obj.bin").await.unwrap();
     assert_eq!(s.head("copied/obj.bin").await.unwrap_err(), BackendError::NotFound);
     s.delete("copied/obj.bin").await.unwrap(); // idempotent
+    user_metadata(&s).await;
+    part_copy(&s, q).await;
     if q.markers {
         markers(&s).await;
     }
@@ -115,6 +121,47 @@ async fn conformance(s: DynStore, q: Quirks) {
         s.put("both/inner", Bytes::from_static(b"i")).await.unwrap();
         assert_eq!(s.head("both").await.unwrap().size, 1);
     }
+}
+
+/// x-amz-meta-* round trips through PUT, multipart, copy and a metadata-only update.
+async fn user_metadata(s: &DynStore) {
+    let user: UserMeta = [("mode", "33261"), ("mtime", "1700000000.5")].map(|(k, v)| (k.into(), v.into())).into();
+    s.put_with("meta/put", Bytes::from_static(b"body"), &user).await.unwrap();
+    assert_eq!(s.head("meta/put").await.unwrap().user.as_ref(), Some(&user));
+    let id = s.create_multipart_with("meta/mp", &user).await.unwrap();
+    let part = s.upload_part("meta/mp", &id, 1, Bytes::from_static(b"mp")).await.unwrap();
+    s.complete_multipart("meta/mp", &id, vec![part]).await.unwrap();
+    assert_eq!(s.head("meta/mp").await.unwrap().user.as_ref(), Some(&user));
+    s.copy("meta/put", "meta/copied").await.unwrap();
+    assert_eq!(s.head("meta/copied").await.unwrap().user.as_ref(), Some(&user), "copy keeps metadata");
+    let changed: UserMeta = [("mode", "33188")].map(|(k, v)| (k.into(), v.into())).into();
+    let m = s.set_user_meta("meta/put", &changed).await.unwrap();
+    assert_eq!(m.user.as_ref(), Some(&changed));
+    assert_eq!(s.head("meta/put").await.unwrap().user.as_ref(), Some(&changed));
+    assert_eq!(s.get_range("meta/put", 0..10, None).await.unwrap(), &b"body"[..], "body kept");
+    assert!(s.head("meta/plain").await.is_err());
+    s.put("meta/plain", Bytes::from_static(b"p")).await.unwrap();
+    assert_eq!(s.head("meta/plain").await.unwrap().user, Some(UserMeta::new()));
+}
+
+/// UploadPartCopy: a part taken from a range of another object, checked by ETag.
+async fn part_copy(s: &DynStore, q: Quirks) {
+    let src = Bytes::from(common::pattern(6 << 20, 9));
+    let etag = s.put("pc/src", src.clone()).await.unwrap().etag;
+    let id = s.create_multipart("pc/dst").await.unwrap();
+    let from = PartSource { key: "pc/src".into(), range: 0..(5 << 20), if_match: etag };
+    let p1 = s.upload_part_copy("pc/dst", &id, 1, &from).await.unwrap();
+    let p2 = s.upload_part("pc/dst", &id, 2, Bytes::from_static(b"tail")).await.unwrap();
+    s.complete_multipart("pc/dst", &id, vec![p1, p2]).await.unwrap();
+    let got = s.get_range("pc/dst", 0..(6 << 20), None).await.unwrap();
+    assert_eq!(got.len(), (5 << 20) + 4);
+    assert!(got[..5 << 20] == src[..5 << 20] && &got[5 << 20..] == b"tail");
+    let id = s.create_multipart("pc/stale").await.unwrap();
+    let stale = PartSource { if_match: Some("\"0000\"".into()), ..from };
+    if q.part_copy_if_match {
+        assert!(s.upload_part_copy("pc/stale", &id, 1, &stale).await.is_err(), "a changed source is refused");
+    }
+    s.abort_multipart("pc/stale", &id).await.unwrap();
 }
 
 async fn markers(s: &DynStore) {
@@ -134,7 +181,7 @@ async fn memory_backend_conforms() {
 #[tokio::test]
 async fn local_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Quirks { file_and_dir_coexist: false, markers: true };
+    let q = Quirks { file_and_dir_coexist: false, ..FULL };
     conformance(Arc::new(LocalStore::new(dir.path()).unwrap()), q).await;
 }
 
@@ -152,14 +199,15 @@ async fn prefixed_backend_conforms_and_hides_the_outside() {
 #[test]
 fn s3s_fs_server_conforms() {
     let server = S3sServer::start(&["bkt"]);
-    let q = Quirks { file_and_dir_coexist: false, markers: false };
+    let q = Quirks { file_and_dir_coexist: false, markers: false, part_copy_if_match: false };
     common::rt().block_on(async { conformance(s3_store(&server.endpoint, "bkt").await, q).await });
 }
 
 #[test]
 fn moto_server_conforms() {
     let server = MotoServer::start(&["bkt"]);
-    common::rt().block_on(async { conformance(s3_store(&server.endpoint, "bkt").await, FULL).await });
+    let q = Quirks { part_copy_if_match: false, ..FULL };
+    common::rt().block_on(async { conformance(s3_store(&server.endpoint, "bkt").await, q).await });
 }
 
 #[test]

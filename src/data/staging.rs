@@ -262,6 +262,14 @@ impl Staged {
 
     async fn upload_multipart(&mut self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
         let plan = self.plan();
+        // Some servers (moto, s3s-fs) ignore x-amz-copy-source-if-match: check the source
+        // is still the staged version before copying parts from it.
+        if plan.iter().any(|(_, copyable)| *copyable) {
+            let now = self.up.store.head(&self.source_key).await?.etag;
+            if now != self.etag {
+                return Err(BackendError::PreconditionFailed);
+            }
+        }
         // Parts to send are filled first, so the sends below only read the temp file.
         for (r, copyable) in &plan {
             if !copyable {
