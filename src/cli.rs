@@ -65,6 +65,11 @@ pub struct Args {
     #[arg(long, default_value = "64M", value_name = "SIZE")]
     pub max_prefetch_window: String,
     /// Owner of files and directories (default: the mounting user)
+    /// Read every listed object's metadata (one HEAD each, 32 at a time), so listings
+    /// show the mode, owner, mtime and symlinks that chmod/utimes/s3fs stored. Without
+    /// it, listings cost only LIST calls and show defaults until a file is looked up.
+    #[arg(long)]
+    pub read_metadata_on_list: bool,
     /// Directory for staged files (files modified in place); default
     /// $XDG_CACHE_HOME/rstore-mount, or /var/cache/rstore for root.
     #[arg(long, value_name = "DIR")]
@@ -212,6 +217,7 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
     let meta = MetaConfig {
         ttl: parse_ttl("metadata-ttl", &a.metadata_ttl)?,
         negative_ttl: negative.unwrap_or(Duration::from_secs(u32::MAX as u64)),
+        metadata_on_list: a.read_metadata_on_list,
         ..MetaConfig::default()
     };
     let part = parse_bytes("write-part-size", &a.write_part_size)?;

@@ -45,6 +45,11 @@ impl Inode {
         }
     }
 
+    /// What a listing should now say about this entry.
+    pub fn found(&self) -> Found {
+        Found { kind: self.kind, size: self.size, mtime: self.mtime, etag: self.etag.clone(), posix: Some(self.posix) }
+    }
+
     /// The next stat or open asks the store again (the object changed under us).
     pub fn make_stale(&mut self) {
         self.validated = Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or(self.validated);

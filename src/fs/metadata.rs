@@ -44,6 +44,7 @@ impl Fs {
     async fn set_posix(&self, i: &Inode, p: Posix) -> FsResult<()> {
         if let Some(cur) = self.inodes.lock().unwrap().get_mut(i.ino) {
             cur.posix = p;
+            self.listings.upsert(cur.parent, &cur.name, cur.found());
         }
         if self.has_pending_upload(i.ino).await {
             return Ok(()); // commit() sends the inode's metadata with the data

@@ -123,3 +123,33 @@ async fn chmod_of_a_directory_lands_on_its_marker() {
     fs.setattr(i.ino, SetAttr { mode: Some(0o750), ..SetAttr::default() }).await.unwrap();
     assert_eq!(user_of(&p, "implicit/").await["mode"], (libc::S_IFDIR | 0o750).to_string());
 }
+
+#[tokio::test]
+async fn reading_metadata_on_list_shows_modes_and_symlinks_of_a_cold_listing() {
+    let (p, fs) = setup();
+    let (a, fh) = fs.create(ROOT, "run", 0o755, PID).await.unwrap();
+    fs.release(fh).await.unwrap();
+    fs.symlink(ROOT, "link", "run").await.unwrap();
+    fs.mkdir(ROOT, "d", 0o700).await.unwrap();
+    assert_eq!(a.perm, 0o755);
+    let listed = |fs: Fs| async move {
+        let fh = fs.opendir(ROOT).await.unwrap();
+        let mut out = Vec::new();
+        fs.readdir(fh, 2, true, |_, n, a| {
+            out.push((n.to_string(), a.kind, a.perm));
+            false
+        })
+        .await
+        .unwrap();
+        out
+    };
+    let cold = listed(remount(&p)).await;
+    assert_eq!(cold[2], ("run".into(), Kind::File, 0o644), "plain listings show defaults: {cold:?}");
+    let heads = p.heads.load(Ordering::SeqCst);
+    let opts = FsOptions { meta: crate::meta::MetaConfig { metadata_on_list: true, ..Default::default() }, ..opts() };
+    let exact = listed(Fs::new(p.clone(), opts)).await;
+    let want =
+        [("d".into(), Kind::Dir, 0o700), ("link".into(), Kind::Symlink, 0o777), ("run".into(), Kind::File, 0o755)];
+    assert_eq!(exact, want);
+    assert_eq!(p.heads.load(Ordering::SeqCst) - heads, 3, "one HEAD per entry");
+}

@@ -23,7 +23,7 @@ use inode::{Found, Inode, InodeTable};
 
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, StagingArea, StagingConfig, UploadConfig, Uploader};
-use crate::meta::{list_dir, valid_name, DirCache, DirEntry, MetaConfig, NegativeCache};
+use crate::meta::{list_dir, read_metadata, valid_name, DirCache, DirEntry, MetaConfig, NegativeCache};
 
 #[derive(Clone, Debug, Default)]
 pub struct FsOptions {
@@ -299,7 +299,11 @@ impl Fs {
         let mut entries = match self.listings.get(ino) {
             Some(cached) => cached,
             None => {
-                let listed = Arc::new(list_dir(&*self.store, &dir.key(), self.mount_time).await?);
+                let mut listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
+                if self.opts.meta.metadata_on_list {
+                    read_metadata(&*self.store, &dir.key(), &mut listed).await?;
+                }
+                let listed = Arc::new(listed);
                 self.listings.put(ino, listed.clone());
                 listed
             }

@@ -4,7 +4,7 @@
 use futures::{StreamExt, TryStreamExt};
 
 use super::handle::Handle;
-use super::inode::{Found, Inode};
+use super::inode::Inode;
 use super::{Fs, FsError, FsResult, Kind};
 use crate::backend::list_all;
 
@@ -64,7 +64,7 @@ impl Fs {
             if moved.kind == Kind::File && !moved.writing {
                 moved.make_stale(); // a copy may carry a new ETag
             }
-            Found { kind: moved.kind, size: moved.size, mtime: moved.mtime, etag: None, posix: Some(moved.posix) }
+            moved.found()
         };
         self.listings.remove(parent, name);
         self.listings.upsert(newparent, newname, found);

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 
 use super::handle::{Handle, Writer};
-use super::inode::{Found, Inode};
+use super::inode::Inode;
 use super::{Fs, FsError, FsResult, Kind, Posix};
 use crate::backend::ObjectMeta;
 use crate::data::Staged;
@@ -166,9 +166,7 @@ impl Fs {
                 i.posix = Posix::from_user(user);
             }
             (i.size, i.mtime, i.etag, i.validated) = (m.size, m.last_modified, m.etag, Instant::now());
-            let found =
-                Found { kind: i.kind, size: i.size, mtime: i.mtime, etag: i.etag.clone(), posix: Some(i.posix) };
-            self.listings.upsert(i.parent, &i.name, found);
+            self.listings.upsert(i.parent, &i.name, i.found());
         }
     }
 

@@ -6,7 +6,7 @@ pub mod listing;
 pub mod negative;
 
 pub use dircache::{DirCache, Entries};
-pub use listing::{list_dir, valid_name, DirEntry};
+pub use listing::{list_dir, read_metadata, valid_name, DirEntry};
 pub use negative::NegativeCache;
 
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub struct MetaConfig {
     pub negative_capacity: usize,
     /// Directory listings kept (each for `ttl`).
     pub listing_capacity: usize,
+    /// HEAD every listed entry for its POSIX metadata (see `read_metadata`).
+    pub metadata_on_list: bool,
 }
 
 impl Default for MetaConfig {
@@ -28,6 +30,7 @@ impl Default for MetaConfig {
             negative_ttl: Duration::from_secs(1),
             negative_capacity: 10_000,
             listing_capacity: 1024,
+            metadata_on_list: false,
         }
     }
 }

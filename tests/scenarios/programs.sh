@@ -59,6 +59,29 @@ PY
   printf 'PATCHED' | dd of="$work/big.bin" bs=1 seek=$((9 << 20)) conv=notrunc status=none
   cmp big.bin "$work/big.bin"
 
+  step "tar xf with symlinks and modes, tar cf back"
+  rm -rf "$work/t" && mkdir -p "$work/t/pkg/bin" "$work/t/pkg/etc"
+  printf '#!/bin/sh\necho hi\n' > "$work/t/pkg/bin/run" && chmod 755 "$work/t/pkg/bin/run"
+  echo secret > "$work/t/pkg/etc/key" && chmod 600 "$work/t/pkg/etc/key"
+  echo conf > "$work/t/pkg/etc/app.conf"
+  ln -s ../etc/app.conf "$work/t/pkg/bin/conf-link" && ln -s /no/such/target "$work/t/pkg/dangling"
+  chmod 700 "$work/t/pkg/etc"
+  touch -d '2020-02-02 02:02:02' "$work/t/pkg/etc/app.conf"
+  tar -C "$work/t" -cf "$work/pkg.tar" pkg
+  tar xf "$work/pkg.tar"
+  [ "$(readlink pkg/bin/conf-link)" = ../etc/app.conf ] && [ "$(cat pkg/bin/conf-link)" = conf ]
+  [ "$(./pkg/bin/run)" = hi ]
+  tar cf "$work/back.tar" pkg
+  [ "$(tar tvf "$work/pkg.tar" | sort)" = "$(tar tvf "$work/back.tar" | sort)" ]
+
+  step "rsync -a twice: the second run transfers nothing"
+  rm -rf "$work/r" && mkdir -p "$work/r/sub"
+  for i in $(seq 1 20); do head -c $((i * 1000)) /dev/urandom > "$work/r/f$i"; done
+  echo nested > "$work/r/sub/n" && chmod 640 "$work/r/sub/n" && ln -s f1 "$work/r/link"
+  rsync -a "$work/r/" synced/
+  [ "$(rsync -a --stats "$work/r/" synced/ | sed -n 's/^Number of regular files transferred: //p')" = 0 ]
+  diff -r "$work/r" synced
+
   step "truncate, mv of files and directories"
   truncate -s 5 log.txt && [ "$(cat log.txt)" = "line " ]
   mkdir -p tree/a/b && echo x > tree/a/b/x && echo y > tree/y
@@ -78,6 +101,10 @@ verify() {
   [ "$(sqlite3 app.db 'SELECT count(*) FROM t;')" = 1000 ]
   cmp big.bin "$work/big.bin"
   [ "$(cat moved/a/b/x moved/a/y2)" = "$(printf 'x\ny')" ]
+  [ "$(readlink pkg/bin/conf-link)" = ../etc/app.conf ] && [ "$(./pkg/bin/run)" = hi ]
+  tar cf "$work/again.tar" pkg
+  [ "$(tar tvf "$work/pkg.tar" | sort)" = "$(tar tvf "$work/again.tar" | sort)" ]
+  [ "$(rsync -a --stats "$work/r/" synced/ | sed -n 's/^Number of regular files transferred: //p')" = 0 ]
   echo "all scenarios intact"
 }
 
