@@ -66,23 +66,25 @@ fn stat_matches_the_backing_file() {
 }
 
 #[test]
-fn unsupported_operations_fail_with_a_clear_errno_and_lose_nothing() {
+fn append_rename_symlink_chmod_work_and_hard_links_are_refused() {
     let (root, _cfg, m) = setup();
     let mp = m.path.display().to_string();
-    // Appending to a non-empty file needs staged writes (not yet): EOPNOTSUPP.
     let (code, _, err) = sh(&format!("echo more >> {mp}/existing.txt"));
-    assert_ne!(code, 0);
-    assert!(err.contains("not supported"), "{err}");
-    assert_eq!(fs::read_to_string(root.path().join("existing.txt")).unwrap(), "from disk\n");
-    // rename answers EXDEV, so mv copies and unlinks.
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read_to_string(root.path().join("existing.txt")).unwrap(), "from disk\nmore\n");
     let (code, _, err) = sh(&format!("mv {mp}/existing.txt {mp}/moved.txt"));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(fs::read_to_string(root.path().join("moved.txt")).unwrap(), "from disk\n");
+    assert_eq!(fs::read_to_string(root.path().join("moved.txt")).unwrap(), "from disk\nmore\n");
     assert!(!root.path().join("existing.txt").exists());
-    let (code, _, _) = sh(&format!("ln {mp}/moved.txt {mp}/hard"));
+    let (code, _, err) = sh(&format!("ln {mp}/moved.txt {mp}/hard"));
     assert_ne!(code, 0);
-    let (code, _, _) = sh(&format!("ln -s moved.txt {mp}/sym"));
-    assert_ne!(code, 0);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let (code, out, err) = sh(&format!("ln -s moved.txt {mp}/sym && readlink {mp}/sym && cat {mp}/sym"));
+    assert_eq!((code, out.as_str()), (0, "moved.txt\nfrom disk\nmore\n"), "{err}");
+    let (code, out, err) = sh(&format!("chmod 640 {mp}/moved.txt && stat -c %a {mp}/moved.txt"));
+    assert_eq!((code, out.trim()), (0, "640"), "{err}");
+    let (code, _, _) = sh(&format!("mkfifo {mp}/fifo"));
+    assert_ne!(code, 0, "no fifos in an object store");
 }
 
 #[test]
@@ -99,6 +101,10 @@ fn read_only_mount_refuses_every_write_with_erofs() {
         format!("rm {mp}/f"),
         format!("truncate -s 0 {mp}/f"),
         format!("touch {mp}/f"),
+        format!("echo x >> {mp}/f"),
+        format!("mv {mp}/f {mp}/g"),
+        format!("ln -s f {mp}/l"),
+        format!("chmod 600 {mp}/f"),
     ] {
         let (code, _, err) = sh(&cmd);
         assert_ne!(code, 0, "{cmd} must fail");
