@@ -302,15 +302,21 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
-        let (src, dst) = (self.path(src)?, self.path(dst)?);
+    async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
+        let (src, dst, marker) = (self.path(src)?, self.path(dst)?, src.ends_with('/'));
         blocking(move || {
+            if marker {
+                fs::create_dir_all(&dst).map_err(io_err)?;
+                write_user(&dst, &read_user(&src)?)?;
+                return Ok(None);
+            }
             let mut input = File::open(&src).map_err(io_err)?;
             let user = read_user(&src)?;
             write_atomic(&dst, |out, tmp| {
                 io::copy(&mut input, out)?;
                 write_user(tmp, &user).map_err(io::Error::other)
-            })
+            })?;
+            Ok(meta_of(String::new(), &fs::metadata(&dst).map_err(io_err)?).etag)
         })
         .await
     }

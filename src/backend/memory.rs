@@ -175,10 +175,9 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+    async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
         let obj = self.get(src)?;
-        self.insert(dst, obj.body, obj.meta.user.unwrap_or_default());
-        Ok(())
+        Ok(self.insert(dst, obj.body, obj.meta.user.unwrap_or_default()).etag)
     }
 
     async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {

@@ -136,8 +136,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     }
     async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
-    /// Server-side copy; the user metadata goes with the object.
-    async fn copy(&self, src: &str, dst: &str) -> Result<()>;
+    /// Server-side copy; the user metadata goes with the object. Returns the copy's
+    /// ETag when the server tells it.
+    async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>>;
     /// Replaces an object's user metadata, keeping its body (CopyObject onto itself).
     async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta>;
     async fn delete(&self, key: &str) -> Result<()>;

@@ -83,7 +83,7 @@ impl ObjectStore for Prefixed {
         self.inner.abort_multipart(&self.full(key), id).await
     }
 
-    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+    async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
         self.inner.copy(&self.full(src), &self.full(dst)).await
     }
 

@@ -78,7 +78,7 @@ impl ObjectStore for Probe {
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
         self.inner.abort_multipart(key, id).await
     }
-    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+    async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
         self.copies.fetch_add(1, Ordering::SeqCst);
         self.inner.copy(src, dst).await
     }

@@ -305,10 +305,10 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn copy(&self, src: &str, dst: &str) -> Result<()> {
+    async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
         let r = self.client.copy_object().bucket(&self.bucket).key(dst).copy_source(self.copy_source(src)).send().await;
         match r.map_err(classify) {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(out.copy_object_result().and_then(|c| c.e_tag()).map(str::to_owned)),
             // CopyObject stops at 5 GiB; larger objects are copied part by part.
             Err(BackendError::InvalidInput(_)) if self.head(src).await?.size > MAX_SINGLE_COPY => {
                 self.copy_multipart(src, dst).await
@@ -351,7 +351,7 @@ impl S3Store {
         format!("{}/{}", self.bucket, urlencode_key(key))
     }
 
-    async fn copy_multipart(&self, src: &str, dst: &str) -> Result<()> {
+    async fn copy_multipart(&self, src: &str, dst: &str) -> Result<Option<String>> {
         use futures::{StreamExt, TryStreamExt};
         let meta = self.head(src).await?;
         let id = self.create_multipart(dst).await?;
@@ -367,7 +367,7 @@ impl S3Store {
             .try_collect::<Vec<_>>()
             .await;
         match parts {
-            Ok(parts) => self.complete_multipart(dst, &id, parts).await.map(|_| ()),
+            Ok(parts) => self.complete_multipart(dst, &id, parts).await.map(|m| m.etag),
             Err(e) => {
                 let _ = self.abort_multipart(dst, &id).await;
                 Err(e)

@@ -166,7 +166,10 @@ impl Staged {
             self.take_space(b)?;
             let from = b as u64 * self.block..((b as u64 + 1) * self.block).min(self.base_len);
             if from.start < from.end {
-                let body = self.up.store.get_range(&self.source_key, from.clone(), self.etag.as_deref()).await?;
+                let got = self.up.store.get_range(&self.source_key, from.clone(), self.etag.as_deref()).await;
+                let body = got.inspect_err(|e| {
+                    tracing::debug!(key = %self.source_key, etag = ?self.etag, error = %e, "cannot stage the object");
+                })?;
                 if body.len() as u64 != from.end - from.start {
                     return Err(BackendError::Transient("short read while staging".into()));
                 }

@@ -68,8 +68,9 @@ impl Fs {
             }
             r => r?,
         };
-        if i.kind != Kind::Dir {
-            self.committed(i.ino, Some(meta));
+        match i.kind {
+            Kind::Dir => self.learn_dir(&key, p),
+            _ => self.committed(i.ino, Some(meta)),
         }
         Ok(())
     }
@@ -120,6 +121,7 @@ impl Fs {
         posix.merge_into(&mut user);
         let key = dir.child_path(name);
         let meta = self.store.put_with(&key, Bytes::copy_from_slice(target.as_bytes()), &user).await?;
+        self.learn(&meta);
         let found = Found::object(&meta);
         self.negative.remove(parent, name);
         self.listings.upsert(parent, name, found.clone());

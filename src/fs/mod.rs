@@ -23,7 +23,7 @@ use inode::{Found, Inode, InodeTable};
 
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, StagingArea, StagingConfig, UploadConfig, Uploader};
-use crate::meta::{list_dir, read_metadata, valid_name, DirCache, DirEntry, MetaConfig, NegativeCache};
+use crate::meta::{list_dir, read_metadata, valid_name, DirCache, DirEntry, MetaConfig, NegativeCache, PosixCache};
 
 #[derive(Clone, Debug, Default)]
 pub struct FsOptions {
@@ -56,6 +56,10 @@ pub struct StatFs {
     pub namelen: u32,
 }
 
+/// The version a directory's remembered metadata is filed under: common prefixes
+/// have no ETag, and a directory's mode changes only through chmod.
+const DIR_VERSION: &str = "dir";
+
 type SharedHandle = Arc<tokio::sync::Mutex<OpenHandle>>;
 
 pub struct Fs {
@@ -64,6 +68,7 @@ pub struct Fs {
     inodes: Mutex<InodeTable>,
     negative: NegativeCache,
     listings: DirCache,
+    known: PosixCache,
     handles: Mutex<HashMap<u64, (u64, SharedHandle)>>,
     writers: Writers,
     next_fh: AtomicU64,
@@ -85,6 +90,7 @@ impl Fs {
             store,
             negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
             listings: DirCache::new(opts.meta, opts.meta.listing_capacity),
+            known: PosixCache::new(opts.meta.posix_capacity),
             budget,
             opts,
             inodes: Mutex::new(InodeTable::new(mount_time)),
@@ -115,6 +121,40 @@ impl Fs {
             uid: p.uid.unwrap_or(o.uid),
             gid: p.gid.unwrap_or(o.gid),
         }
+    }
+
+    /// Remembers the POSIX metadata a HEAD or an upload returned.
+    fn learn(&self, m: &crate::backend::ObjectMeta) {
+        if let Some(user) = &m.user {
+            self.known.insert(&m.key, m.etag.as_deref(), Posix::from_user(user));
+        }
+    }
+
+    /// Gives listed entries the metadata known for their exact version (a listing
+    /// carries none); newly read metadata is remembered.
+    fn recall(&self, prefix: &str, entries: &mut [DirEntry]) {
+        for e in entries.iter_mut() {
+            let (key, etag) = match e.found.kind {
+                Kind::Dir => (format!("{prefix}{}/", e.name), Some(DIR_VERSION)),
+                _ => (format!("{prefix}{}", e.name), e.found.etag.as_deref()),
+            };
+            match e.found.posix {
+                Some(p) => self.known.insert(&key, etag, p),
+                None => {
+                    if let Some(p) = self.known.get(&key, etag) {
+                        e.found.posix = Some(p);
+                        if e.found.kind != Kind::Dir {
+                            e.found.kind = if p.kind() == Some(Kind::Symlink) { Kind::Symlink } else { Kind::File };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Remembers a directory's metadata (listings show directories without an ETag).
+    fn learn_dir(&self, key: &str, posix: Posix) {
+        self.known.insert(key, Some(DIR_VERSION), posix);
     }
 
     fn inode(&self, ino: u64) -> FsResult<Inode> {
@@ -165,7 +205,10 @@ impl Fs {
             return Ok(Some(Found::dir(self.mount_time)));
         }
         match head {
-            Ok(m) => Ok(Some(Found::object(&m))),
+            Ok(m) => {
+                self.learn(&m);
+                Ok(Some(Found::object(&m)))
+            }
             Err(BackendError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -218,6 +261,7 @@ impl Fs {
             return Ok(self.attr_of(&i));
         }
         let m = self.store.head(&i.key()).await?;
+        self.learn(&m);
         let mut table = self.inodes.lock().unwrap();
         let cur = table.get_mut(ino).ok_or(FsError::NotFound)?;
         if !cur.writing {
@@ -240,6 +284,7 @@ impl Fs {
         let mut user = crate::backend::UserMeta::new();
         posix.merge_into(&mut user);
         self.store.put_with(&format!("{path}/"), Bytes::new(), &user).await?;
+        self.learn_dir(&format!("{path}/"), posix);
         self.negative.remove(parent, name);
         let found = Found { posix: Some(posix), ..Found::dir(SystemTime::now()) };
         self.listings.upsert(parent, name, found.clone());
@@ -284,6 +329,7 @@ impl Fs {
             return Err(FsError::NotEmpty);
         }
         self.store.delete(&i.key()).await?;
+        self.known.forget(&i.key());
         self.listings.invalidate(i.ino);
         self.forget_name(parent, name);
         Ok(())
@@ -303,6 +349,7 @@ impl Fs {
                 if self.opts.meta.metadata_on_list {
                     read_metadata(&*self.store, &dir.key(), &mut listed).await?;
                 }
+                self.recall(&dir.key(), &mut listed);
                 let listed = Arc::new(listed);
                 self.listings.put(ino, listed.clone());
                 listed

@@ -6,7 +6,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::handle::Handle;
 use super::inode::Inode;
 use super::{Fs, FsError, FsResult, Kind};
-use crate::backend::list_all;
+use crate::backend::{list_all, BackendError};
 
 /// How many objects a directory rename copies or deletes at once.
 const DIR_PARALLELISM: usize = 16;
@@ -52,17 +52,20 @@ impl Fs {
                 _ => {}
             }
         }
-        match src.kind {
+        let new_etag = match src.kind {
             Kind::File | Kind::Symlink => self.rename_file(&src, &new_path).await?,
             Kind::Dir if new_path.starts_with(&format!("{}/", src.path)) => return Err(FsError::InvalidArgument),
-            Kind::Dir => self.rename_dir(&src, &new_path).await?,
-        }
+            Kind::Dir => self.rename_dir(&src, &new_path).await.map(|()| None)?,
+        };
         let found = {
             let mut table = self.inodes.lock().unwrap();
             table.rename(parent, name, newparent, newname);
             let moved = table.get_mut(src.ino).ok_or(FsError::NotFound)?;
-            if moved.kind == Kind::File && !moved.writing {
-                moved.make_stale(); // a copy may carry a new ETag
+            if moved.kind != Kind::Dir && !moved.writing {
+                match new_etag {
+                    Some(etag) => moved.etag = Some(etag),
+                    None => moved.make_stale(), // the copy's ETag is unknown: ask at next use
+                }
             }
             moved.found()
         };
@@ -81,7 +84,8 @@ impl Fs {
         Ok(!has_local && page.objects.iter().all(|o| o.key == prefix) && page.prefixes.is_empty())
     }
 
-    async fn rename_file(&self, src: &Inode, new_key: &str) -> FsResult<()> {
+    /// Returns the new object's ETag when the server tells it.
+    async fn rename_file(&self, src: &Inode, new_key: &str) -> FsResult<Option<String>> {
         // A file still open for writing is uploaded first; the handle then writes to
         // the new name.
         for fh in self.writers.of(src.ino) {
@@ -99,9 +103,10 @@ impl Fs {
                 }
             }
         }
-        self.store.copy(&src.key(), new_key).await?;
+        let etag = self.store.copy(&src.key(), new_key).await?;
         self.store.delete(&src.key()).await?;
-        Ok(())
+        self.known.moved(&src.key(), new_key, etag.as_deref());
+        Ok(etag)
     }
 
     async fn rename_dir(&self, src: &Inode, new_path: &str) -> FsResult<()> {
@@ -116,29 +121,49 @@ impl Fs {
         }
         let old_prefix = src.key();
         let new_prefix = format!("{new_path}/");
-        let keys: Vec<String> =
-            list_all(&*self.store, &old_prefix, None).await?.objects.into_iter().map(|o| o.key).collect();
+        // The directory's own marker carries its mode; a local store lists only what is
+        // inside a directory, so ask for it by name.
+        let marker = match self.store.head(&old_prefix).await {
+            Ok(m) => Some(m.user.unwrap_or_default()),
+            Err(BackendError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let listed = list_all(&*self.store, &old_prefix, None).await?.objects;
+        let keys: Vec<String> = listed.into_iter().map(|o| o.key).filter(|k| *k != old_prefix).collect();
+        if marker.is_some() || keys.is_empty() {
+            self.store.put_with(&new_prefix, bytes::Bytes::new(), &marker.unwrap_or_default()).await?;
+        }
         let copies: Vec<_> = keys
             .iter()
             .map(|k| {
                 let (store, from, to) =
                     (self.store.clone(), k.clone(), format!("{new_prefix}{}", &k[old_prefix.len()..]));
-                async move { store.copy(&from, &to).await }
+                async move { store.copy(&from, &to).await.map(|etag| (from, to, etag)) }
             })
             .collect();
-        futures::stream::iter(copies).buffer_unordered(DIR_PARALLELISM).try_collect::<()>().await?;
-        let deletes: Vec<_> = keys
-            .iter()
+        let copied: Vec<_> = futures::stream::iter(copies).buffer_unordered(DIR_PARALLELISM).try_collect().await?;
+        for (from, to, etag) in &copied {
+            let version = if from.ends_with('/') { Some(super::DIR_VERSION) } else { etag.as_deref() };
+            self.known.moved(from, to, version);
+        }
+        self.known.moved(&old_prefix, &new_prefix, Some(super::DIR_VERSION));
+        // Objects first, then directory markers deepest first: a store backed by real
+        // directories (local) can only remove a directory once it is empty.
+        let (markers, objects): (Vec<&String>, Vec<&String>) = keys.iter().partition(|k| k.ends_with('/'));
+        let deletes: Vec<_> = objects
+            .into_iter()
             .map(|k| {
                 let (store, key) = (self.store.clone(), k.clone());
                 async move { store.delete(&key).await }
             })
             .collect();
         futures::stream::iter(deletes).buffer_unordered(DIR_PARALLELISM).try_collect::<()>().await?;
-        if keys.is_empty() {
-            // An empty directory known only to this mount keeps existing at its new name.
-            self.store.put(&new_prefix, bytes::Bytes::new()).await?;
+        let mut markers = markers;
+        markers.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        for m in markers {
+            self.store.delete(m).await?;
         }
+        self.store.delete(&old_prefix).await?;
         Ok(())
     }
 }

@@ -4,10 +4,12 @@
 pub mod dircache;
 pub mod listing;
 pub mod negative;
+pub mod posix_cache;
 
 pub use dircache::{DirCache, Entries};
 pub use listing::{list_dir, read_metadata, valid_name, DirEntry};
 pub use negative::NegativeCache;
+pub use posix_cache::PosixCache;
 
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ pub struct MetaConfig {
     pub negative_capacity: usize,
     /// Directory listings kept (each for `ttl`).
     pub listing_capacity: usize,
+    /// Objects whose POSIX metadata is remembered (see `PosixCache`).
+    pub posix_capacity: usize,
     /// HEAD every listed entry for its POSIX metadata (see `read_metadata`).
     pub metadata_on_list: bool,
 }
@@ -30,6 +34,7 @@ impl Default for MetaConfig {
             negative_ttl: Duration::from_secs(1),
             negative_capacity: 10_000,
             listing_capacity: 1024,
+            posix_capacity: 100_000,
             metadata_on_list: false,
         }
     }
