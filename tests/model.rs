@@ -84,7 +84,7 @@ impl std::fmt::Debug for Op {
 }
 
 /// A result as (length, checksum) or errno, so mismatches print short.
-fn summary(r: &Result<Vec<u8>, i32>) -> Result<(usize, u64), i32> {
+fn summary(r: &Result<Vec<u8>, i32>) -> Summary {
     r.as_ref()
         .map(|d| (d.len(), d.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))))
         .map_err(|e| *e)
@@ -192,7 +192,9 @@ fn tail(s: &str) -> &str {
 }
 
 /// Trees as sorted (path, kind, mode, length, checksum): short to print when they differ.
-fn short_tree(root: &Path) -> Vec<(String, char, u32, Result<(usize, u64), i32>)> {
+type Summary = Result<(usize, u64), i32>;
+
+fn short_tree(root: &Path) -> Vec<(String, char, u32, Summary)> {
     snapshot(root).into_iter().map(|(p, (k, m, body))| (p, k, m, summary(&Ok(body)))).collect()
 }
 
