@@ -158,10 +158,16 @@ impl Fs {
             })
             .collect();
         futures::stream::iter(deletes).buffer_unordered(DIR_PARALLELISM).try_collect::<()>().await?;
-        let mut markers = markers;
-        markers.sort_by_key(|k| std::cmp::Reverse(k.len()));
-        for m in markers {
-            self.store.delete(m).await?;
+        // Every directory level below, marker or not: a local store keeps real
+        // directories that must go once empty (on S3 deleting a missing key is a no-op).
+        let mut dirs: std::collections::BTreeSet<&str> = markers.into_iter().map(String::as_str).collect();
+        for k in &keys {
+            dirs.extend(k[old_prefix.len()..].match_indices('/').map(|(i, _)| &k[..old_prefix.len() + i + 1]));
+        }
+        let mut dirs: Vec<&str> = dirs.into_iter().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+        for d in dirs {
+            self.store.delete(d).await?;
         }
         self.store.delete(&old_prefix).await?;
         Ok(())
