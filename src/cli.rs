@@ -70,6 +70,12 @@ pub struct Args {
     /// it, listings cost only LIST calls and show defaults until a file is looked up.
     #[arg(long)]
     pub read_metadata_on_list: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// On SIGTERM/SIGINT, how long to wait for uploads in flight before unmounting.
+    #[arg(long, default_value = "60", value_name = "SECS")]
+    pub drain_timeout: f64,
     /// Directory for staged files (files modified in place); default
     /// $XDG_CACHE_HOME/rstore-mount, or /var/cache/rstore for root.
     #[arg(long, value_name = "DIR")]
@@ -87,6 +93,12 @@ pub struct Args {
     /// Permission bits of directories, octal
     #[arg(long, default_value = "755", value_name = "OCTAL")]
     pub dir_mode: String,
+}
+
+impl Args {
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.drain_timeout).unwrap_or(Duration::from_secs(60))
+    }
 }
 
 /// A user-facing failure: one line, exit 1.

@@ -45,6 +45,7 @@ impl FuseAdapter {
 }
 
 fn errno(e: &FsError) -> Errno {
+    crate::metrics::get().error(e.errno());
     if matches!(e, FsError::NotFound) {
         tracing::trace!("ENOENT");
     } else {

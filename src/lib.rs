@@ -11,4 +11,5 @@ pub mod data;
 pub mod fs;
 pub mod fuse;
 pub mod meta;
+pub mod metrics;
 pub mod mount;

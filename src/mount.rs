@@ -105,7 +105,7 @@ pub fn run_foreground(req: MountRequest) -> Result<(), Failure> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(store = %req.store.name, mountpoint = %req.mountpoint.display(), "mounted");
     let unmounter = session.unmount_callable();
-    rt.spawn(handle_signals(fs, unmounter, req.mountpoint.clone()));
+    rt.spawn(handle_signals(fs, unmounter, req.mountpoint.clone(), req.args.drain_timeout()));
     session.run().map_err(|e| format!("FUSE session failed: {e}"))?;
     rt.shutdown_timeout(Duration::from_secs(5));
     Ok(())
@@ -121,7 +121,14 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let store = rt.block_on(open_and_check(&req.store))?;
+    check_cache_dir(&req.opts.staging.dir)?;
     let fs = Arc::new(Fs::new(store, req.opts.clone()));
+    if let Some(addr) = req.args.metrics_addr {
+        let bound = rt
+            .block_on(crate::metrics::serve(addr, fs.budget().clone()))
+            .map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+        tracing::info!(%bound, "serving metrics at /metrics");
+    }
     let ttl = req.opts.meta.ttl.unwrap_or(Duration::from_secs(24 * 3600));
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl);
     let session = fuser::Session::new(adapter, &req.mountpoint, &fuse_config(req)).map_err(|e| {
@@ -137,7 +144,7 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
 }
 
 /// First SIGINT/SIGTERM: finish uploads, then unmount (lazily if busy). Second: exit.
-async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mountpoint: PathBuf) {
+async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mountpoint: PathBuf, drain: Duration) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers");
@@ -151,14 +158,23 @@ async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mou
         eprintln!("rstore-mount: second signal, exiting now");
         std::process::exit(130);
     });
-    let failed = fs.drain().await;
-    if failed > 0 {
-        tracing::error!(failed, "some uploads failed before unmount");
+    match tokio::time::timeout(drain, fs.drain()).await {
+        Ok(0) => {}
+        Ok(failed) => tracing::error!(failed, "some uploads failed before unmount"),
+        Err(_) => tracing::error!(?drain, "uploads still running after --drain-timeout; unmounting without them"),
     }
     if let Err(e) = unmounter.unmount() {
         tracing::warn!(error = %e, "unmount failed, detaching lazily");
         lazy_unmount(&mountpoint);
     }
+}
+
+/// Staged files need a writable directory: say so before mounting, not at the first
+/// append.
+fn check_cache_dir(dir: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::tempfile_in(dir).map(drop))
+        .map_err(|e| format!("--cache-dir {}: {e}", dir.display()).into())
 }
 
 fn lazy_unmount(mountpoint: &Path) {

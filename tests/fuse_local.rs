@@ -161,3 +161,31 @@ fn a_directory_of_100k_entries_lists_completely_in_bounded_memory() {
     eprintln!("peak RSS of the mount after listing 100k entries twice: {} MiB", rss / 1024);
     assert!(rss < 300 * 1024, "peak RSS {} MiB", rss / 1024);
 }
+
+/// Issue 6 acceptance: a 4 KiB pwrite into a 1 GiB file re-uploads far less than
+/// 1 GiB (the mount's own byte counter, read from its metrics endpoint).
+#[test]
+fn a_4kib_change_in_a_1gib_file_sends_one_part() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+    let big = root.path().join("big.bin");
+    let (code, _, err) = sh(&format!("head -c 1G /dev/urandom > {}", big.display()));
+    assert_eq!(code, 0, "{err}");
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let m = Mounted::start(&local_config(cfg.path(), root.path()), "data", &["--metrics-addr", &addr]);
+    let before = common::scrape(&addr);
+    let at = (512u64 << 20) + 4321;
+    let mut want = fs::read(&big).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(m.join("big.bin")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[7u8; 4096], at).unwrap();
+    drop(f);
+    want[at as usize..at as usize + 4096].fill(7);
+    let after = common::scrape(&addr);
+    let sent =
+        common::metric(&after, "rstore_bytes_written_total") - common::metric(&before, "rstore_bytes_written_total");
+    assert!(sent <= (16 << 20) as f64, "bytes sent for a 4 KiB change in 1 GiB: {sent}");
+    let copied = common::metric(&after, "rstore_s3_requests_total{op=\"upload_part_copy\",result=\"ok\"}");
+    assert!(copied >= 120.0, "parts copied instead of sent: {copied}");
+    assert!(fs::read(&big).unwrap() == want, "the file holds the change and nothing else changed");
+    assert_eq!(fs::metadata(m.join("big.bin")).unwrap().len(), 1 << 30);
+}

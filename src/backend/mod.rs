@@ -5,6 +5,7 @@
 
 mod local;
 mod memory;
+mod metered;
 mod prefixed;
 #[cfg(test)]
 pub mod probe;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use metered::Metered;
 pub use prefixed::Prefixed;
 pub use s3::S3Store;
 
@@ -153,7 +155,8 @@ pub async fn open(store: &ResolvedStore) -> std::result::Result<DynStore, String
         BackendKind::Local { root } => Arc::new(LocalStore::new(root)?),
         BackendKind::S3(opts) => Arc::new(S3Store::new(opts, &store.backend.retry).await?),
     };
-    Ok(if store.root_path.is_empty() { inner } else { Arc::new(Prefixed::new(inner, &store.root_path)) })
+    let scoped = if store.root_path.is_empty() { inner } else { Arc::new(Prefixed::new(inner, &store.root_path)) };
+    Ok(Arc::new(Metered::new(scoped)))
 }
 
 /// Reads a whole listing under `prefix` (all pages).

@@ -169,7 +169,9 @@ impl Fs {
         let h = self.handle(fh).ok()?;
         let mut h = h.try_lock().ok()?;
         let Handle::Read(p) = &mut h.handle else { return None };
-        p.try_read(offset, size as u64).map(|r| r.map_err(FsError::from))
+        let r = p.try_read(offset, size as u64).map(|r| r.map_err(FsError::from));
+        crate::metrics::get().prefetch(r.is_some());
+        r
     }
 
     /// close(2) by the opening process: data written so far becomes the object now,

@@ -221,15 +221,24 @@ impl Fs {
             e => e,
         })?;
         let dir = self.dir(parent)?;
+        let m = crate::metrics::get();
         if let Some(c) = self.cached_child(parent, name) {
+            m.cache("entry", true);
             return Ok(c);
         }
         if self.negative.contains(parent, name) {
+            m.cache("negative", true);
             return Err(FsError::NotFound);
         }
         let found = match self.listings.lookup(parent, name) {
-            Some(listed) => listed,
-            None => self.probe(&dir.child_path(name)).await?,
+            Some(listed) => {
+                m.cache("listing", true);
+                listed
+            }
+            None => {
+                m.cache("entry", false);
+                self.probe(&dir.child_path(name)).await?
+            }
         };
         match found {
             Some(found) => {
@@ -257,7 +266,9 @@ impl Fs {
 
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
         let i = self.inode(ino)?;
-        if i.kind == Kind::Dir || i.writing || self.opts.meta.fresh(i.validated) {
+        let fresh = i.kind == Kind::Dir || i.writing || self.opts.meta.fresh(i.validated);
+        crate::metrics::get().cache("attr", fresh);
+        if fresh {
             return Ok(self.attr_of(&i));
         }
         let m = self.store.head(&i.key()).await?;
@@ -342,7 +353,9 @@ impl Fs {
 
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
         let dir = self.dir(ino)?;
-        let mut entries = match self.listings.get(ino) {
+        let cached = self.listings.get(ino);
+        crate::metrics::get().cache("listing", cached.is_some());
+        let mut entries = match cached {
             Some(cached) => cached,
             None => {
                 let mut listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;

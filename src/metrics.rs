@@ -1,0 +1,140 @@
+//! Prometheus metrics of the whole mount (requests by S3 operation and result, bytes,
+//! cache and prefetch hits, uploads in flight, memory reserved, errors by errno),
+//! served as text on `--metrics-addr`. Process-wide: one mount per process.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::data::MemoryBudget;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    pub bytes_read: Counter,
+    pub bytes_written: Counter,
+    cache: Family<Labels, Counter>,
+    prefetch: Family<Labels, Counter>,
+    pub parts_in_flight: Gauge,
+    memory_reserved: Gauge,
+    errors: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("rstore");
+        let m = Self {
+            requests: Family::default(),
+            bytes_read: Counter::default(),
+            bytes_written: Counter::default(),
+            cache: Family::default(),
+            prefetch: Family::default(),
+            parts_in_flight: Gauge::default(),
+            memory_reserved: Gauge::default(),
+            errors: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("s3_requests", "Object-store requests by operation and result", m.requests.clone());
+        registry.register("bytes_read", "Bytes received from the object store", m.bytes_read.clone());
+        registry.register("bytes_written", "Bytes sent to the object store", m.bytes_written.clone());
+        registry.register("cache_lookups", "Metadata cache lookups by cache and result", m.cache.clone());
+        registry.register("prefetch_reads", "File reads: ready in the prefetch window, or waited", m.prefetch.clone());
+        registry.register("upload_parts_in_flight", "Upload parts being sent now", m.parts_in_flight.clone());
+        registry.register("memory_reserved_bytes", "Bytes reserved from --max-memory", m.memory_reserved.clone());
+        registry.register("fuse_errors", "Errors returned to programs, by errno", m.errors.clone());
+        Self { registry, ..m }
+    }
+
+    pub fn request(&self, op: &'static str, result: &'static str) {
+        self.requests.get_or_create(&vec![("op", op.into()), ("result", result.into())]).inc();
+    }
+
+    pub fn cache(&self, cache: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache.get_or_create(&vec![("cache", cache.into()), ("result", result.into())]).inc();
+    }
+
+    pub fn prefetch(&self, ready: bool) {
+        let result = if ready { "ready" } else { "waited" };
+        self.prefetch.get_or_create(&vec![("result", result.into())]).inc();
+    }
+
+    pub fn error(&self, errno: i32) {
+        self.errors.get_or_create(&vec![("errno", errno_name(errno).into())]).inc();
+    }
+
+    /// The text exposition, with gauges read now.
+    pub fn render(&self, budget: &MemoryBudget) -> String {
+        self.memory_reserved.set(budget.reserved() as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::ENOENT => "ENOENT",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::EINVAL => "EINVAL",
+        libc::EROFS => "EROFS",
+        libc::ENOTSUP => "ENOTSUP",
+        libc::EBUSY => "EBUSY",
+        libc::ESTALE => "ESTALE",
+        libc::EBADF => "EBADF",
+        libc::EIO => "EIO",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENOSPC => "ENOSPC",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        _ => "other",
+    }
+}
+
+/// Binds `addr` now (so a taken port fails the mount with one clear line), then
+/// serves `GET /metrics` until the runtime stops.
+pub async fn serve(addr: SocketAddr, budget: MemoryBudget) -> std::io::Result<SocketAddr> {
+    use http_body_util::Full;
+    use hyper::{body::Bytes, Request, Response, StatusCode};
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let _ = stream.set_nodelay(true);
+            let budget = budget.clone();
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (status, body) = match req.uri().path() {
+                    "/metrics" => (StatusCode::OK, get().render(&budget)),
+                    _ => (StatusCode::NOT_FOUND, "try /metrics\n".to_string()),
+                };
+                let mut resp = Response::new(Full::new(Bytes::from(body)));
+                *resp.status_mut() = status;
+                resp.headers_mut()
+                    .insert("content-type", "text/plain; version=0.0.4".parse().expect("a valid header value"));
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    Ok(bound)
+}
