@@ -80,7 +80,7 @@ fn a_small_overwrite_resends_one_part_and_the_server_copies_the_rest() {
     let m = Mounted::start(&config, "data", &["--metrics-addr", &addr]);
     let before = common::scrape(&addr);
     let at = (40 << 20) + 777;
-    let mut f = fs::OpenOptions::new().write(true).open(m.join("db.bin")).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(m.join("db.bin")).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &[b'Z'; 4096], at as u64).unwrap();
     f.sync_all().unwrap();
     drop(f);
