@@ -178,23 +178,31 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = name_or_reply!(name, reply);
-        let ttl = self.ttl;
+        let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
         self.spawn(move |fs| async move {
-            match fs.mkdir(parent.0, &name, mode).await {
+            let made = match fs.mkdir(parent.0, &name, mode).await {
+                Ok(a) => fs.owned_by(a, uid, gid).await,
+                Err(e) => Err(e),
+            };
+            match made {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
         let name = name_or_reply!(link_name, reply);
         let target = name_or_reply!(target.as_os_str(), reply);
-        let ttl = self.ttl;
+        let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
         self.spawn(move |fs| async move {
-            match fs.symlink(parent.0, &name, &target).await {
+            let made = match fs.symlink(parent.0, &name, &target).await {
+                Ok(a) => fs.owned_by(a, uid, gid).await,
+                Err(e) => Err(e),
+            };
+            match made {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -438,9 +446,13 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let name = name_or_reply!(name, reply);
-        let (ttl, pid) = (self.ttl, req.pid());
+        let (ttl, pid, uid, gid) = (self.ttl, req.pid(), req.uid(), req.gid());
         self.spawn(move |fs| async move {
-            match fs.create(parent.0, &name, mode, pid).await {
+            let made = match fs.create(parent.0, &name, mode, pid).await {
+                Ok((a, fh)) => fs.owned_by(a, uid, gid).await.map(|a| (a, fh)),
+                Err(e) => Err(e),
+            };
+            match made {
                 Ok((a, fh)) => reply.created(&ttl, &file_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -88,6 +88,15 @@ impl Fs {
         false
     }
 
+    /// A new entry made by another user (with --allow-other) belongs to that user, as
+    /// on a local disk; root's and the mount owner's entries keep the defaults.
+    pub async fn owned_by(&self, a: Attr, uid: u32, gid: u32) -> FsResult<Attr> {
+        if uid == 0 || (a.uid, a.gid) == (uid, gid) {
+            return Ok(a);
+        }
+        self.setattr(a.ino, SetAttr { uid: Some(uid), gid: Some(gid), ..SetAttr::default() }).await
+    }
+
     /// The metadata an upload of `ino` carries: what the object had, with the
     /// inode's POSIX attributes on top.
     pub(super) fn upload_meta(&self, ino: u64, base: Option<&UserMeta>) -> UserMeta {
