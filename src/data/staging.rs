@@ -211,6 +211,11 @@ impl Staged {
     }
 
     pub fn truncate(&mut self, len: u64) -> Result<()> {
+        // S3 has no sparse objects: every byte up to `len` is uploaded, so a size the
+        // staging area could never hold is refused now rather than failing at close.
+        if len > self.size && len > self.area.max_bytes {
+            return Err(BackendError::NoSpace);
+        }
         self.file.set_len(len).map_err(io)?;
         // Bytes past `len` are zeros from now on, even if the file grows again.
         self.base_len = self.base_len.min(len);
