@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RSTORE_TEST_VENV="$(scripts/setup-test-deps.sh | tail -n 1)"
 export RSTORE_TEST_VENV
-exec cargo test --all-targets "$@"
+exec cargo test --all-targets --features fault-injection "$@"

@@ -73,6 +73,10 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Deadline of one attempt of one object-store request; a stalled request then fails
+    /// (and is retried up to the store's retry.max_attempts).
+    #[arg(long, default_value = "120", value_name = "SECS")]
+    pub request_timeout: f64,
     /// On SIGTERM/SIGINT, how long to wait for uploads in flight before unmounting.
     #[arg(long, default_value = "60", value_name = "SECS")]
     pub drain_timeout: f64,
@@ -96,6 +100,10 @@ pub struct Args {
 }
 
 impl Args {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.request_timeout).unwrap_or(Duration::from_secs(120))
+    }
+
     pub fn drain_timeout(&self) -> Duration {
         Duration::try_from_secs_f64(self.drain_timeout).unwrap_or(Duration::from_secs(60))
     }

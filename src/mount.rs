@@ -47,9 +47,9 @@ fn which(bin: &str) -> Option<PathBuf> {
 }
 
 /// Opens the store and proves it usable (bucket exists, credentials accepted).
-pub async fn open_and_check(store: &ResolvedStore) -> Result<DynStore, Failure> {
+pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) -> Result<DynStore, Failure> {
     let what = describe_store(store);
-    let backend = backend::open(store).await.map_err(|e| format!("{what}: {e}"))?;
+    let backend = backend::open(store, request_timeout).await.map_err(|e| format!("{what}: {e}"))?;
     backend.check().await.map_err(|e| {
         let why = match e {
             BackendError::NoSuchBucket(m) => m,
@@ -120,7 +120,7 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
         .thread_name("rstore-io")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let store = rt.block_on(open_and_check(&req.store))?;
+    let store = rt.block_on(open_and_check(&req.store, req.args.request_timeout()))?;
     check_cache_dir(&req.opts.staging.dir)?;
     let fs = Arc::new(Fs::new(store, req.opts.clone()));
     if let Some(addr) = req.args.metrics_addr {
@@ -191,7 +191,7 @@ fn lazy_unmount(mountpoint: &Path) {
 /// background process and returns when it is live or has failed.
 pub fn run_background(req: MountRequest) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(open_and_check(&req.store))?;
+    rt.block_on(open_and_check(&req.store, req.args.request_timeout()))?;
     drop(rt);
     let mut fds = [0i32; 2];
     // SAFETY: fds has room for two descriptors.

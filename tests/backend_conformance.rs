@@ -10,7 +10,7 @@ use common::{MotoServer, S3sServer};
 use rstore_mount::backend::{
     list_all, BackendError, DynStore, LocalStore, MemoryStore, ObjectStore, PartSource, Prefixed, UserMeta,
 };
-use rstore_mount::config::{AddressingStyle, RetryConfig, S3Options, Secret};
+use rstore_mount::config::{AddressingStyle, S3Options, Secret};
 
 /// What a server cannot do (documented quirks), so the suite skips only those checks.
 #[derive(Clone, Copy)]
@@ -35,7 +35,7 @@ async fn s3_store(endpoint: &str, bucket: &str) -> DynStore {
         tls_ca_bundle: None,
         addressing_style: AddressingStyle::Path,
     };
-    Arc::new(rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 2 }).await.unwrap())
+    Arc::new(rstore_mount::backend::S3Store::new(&o).await.unwrap())
 }
 
 async fn conformance(s: DynStore, q: Quirks) {
@@ -225,12 +225,12 @@ fn s3_errors_are_classified() {
             tls_ca_bundle: None,
             addressing_style: AddressingStyle::Path,
         };
-        let bad = rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 1 }).await.unwrap();
+        let bad = rstore_mount::backend::S3Store::new(&o).await.unwrap();
         let err = bad.check().await.unwrap_err();
         assert!(matches!(err, BackendError::AccessDenied(_)), "{err:?}");
         assert!(!format!("{err} {bad:?}").contains("wrong-secret"), "secret leaked");
         o.endpoint_url = Some(format!("http://127.0.0.1:{}", common::free_port()));
-        let down = rstore_mount::backend::S3Store::new(&o, &RetryConfig { max_attempts: 1 }).await.unwrap();
+        let down = rstore_mount::backend::S3Store::new(&o).await.unwrap();
         assert!(matches!(down.check().await.unwrap_err(), BackendError::Transient(_)));
     });
 }

@@ -150,13 +150,14 @@ fn server_failure_mid_write_is_eio_at_close_and_no_partial_object() {
         &["--write-part-size", "5M", "--metadata-ttl", "0"],
     );
     let mut f = fs::OpenOptions::new().write(true).truncate(true).open(m.join("victim.bin")).unwrap();
+    // A 500 MiB write; the server dies after the first 100 MiB.
     let chunk = vec![9u8; 1 << 20];
-    for _ in 0..12 {
-        f.write_all(&chunk).unwrap(); // two parts are on their way
+    for _ in 0..100 {
+        f.write_all(&chunk).unwrap();
     }
     server.stop();
     let mut result = Ok(());
-    for _ in 0..12 {
+    for _ in 0..400 {
         result = f.write_all(&chunk);
         if result.is_err() {
             break;

@@ -3,19 +3,22 @@
 //! Keys are `/`-separated strings relative to the store root; the fs layer never sees
 //! bucket names or SDK types.
 
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod local;
 mod memory;
 mod metered;
 mod prefixed;
 #[cfg(test)]
 pub mod probe;
+mod retry;
 mod s3;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,6 +27,7 @@ pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use metered::Metered;
 pub use prefixed::Prefixed;
+pub use retry::Retrying;
 pub use s3::S3Store;
 
 use crate::config::{BackendKind, ResolvedStore};
@@ -148,15 +152,20 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
 pub type DynStore = Arc<dyn ObjectStore>;
 
-/// Builds the backend a store names, scoped to the store's `root_path`.
-pub async fn open(store: &ResolvedStore) -> std::result::Result<DynStore, String> {
+/// Builds the backend a store names, scoped to the store's `root_path`, with retries
+/// (`retry.max_attempts`, each attempt bounded by `request_timeout`) and metrics.
+pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::result::Result<DynStore, String> {
     let inner: DynStore = match &store.backend.kind {
         BackendKind::Memory => Arc::new(MemoryStore::new()),
         BackendKind::Local { root } => Arc::new(LocalStore::new(root)?),
-        BackendKind::S3(opts) => Arc::new(S3Store::new(opts, &store.backend.retry).await?),
+        BackendKind::S3(opts) => Arc::new(S3Store::new(opts).await?),
     };
     let scoped = if store.root_path.is_empty() { inner } else { Arc::new(Prefixed::new(inner, &store.root_path)) };
-    Ok(Arc::new(Metered::new(scoped)))
+    #[cfg(feature = "fault-injection")]
+    let scoped = faults::Faults::from_env(scoped)?;
+    // Metrics count every attempt (a retried 503 shows as throttled, then ok).
+    let metered = Arc::new(Metered::new(scoped));
+    Ok(Arc::new(Retrying::new(metered, store.backend.retry.max_attempts, request_timeout)))
 }
 
 /// Reads a whole listing under `prefix` (all pages).
@@ -172,6 +181,24 @@ pub async fn list_all(store: &dyn ObjectStore, prefix: &str, delimiter: Option<&
             None => return Ok(all),
         }
     }
+}
+
+/// How often a range that came back short is asked for again.
+const SHORT_BODY_ATTEMPTS: usize = 6;
+
+/// Reads `range`, which lies within the object: a body shorter than asked (a
+/// connection cut mid-body, a proxy truncating) is fetched again, and after
+/// `SHORT_BODY_ATTEMPTS` reported as an error — never returned as file data.
+pub async fn get_exact(store: &dyn ObjectStore, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
+    let want = range.end - range.start;
+    for attempt in 1..=SHORT_BODY_ATTEMPTS {
+        let body = store.get_range(key, range.clone(), if_match).await?;
+        if body.len() as u64 == want {
+            return Ok(body);
+        }
+        tracing::warn!(key, got = body.len(), want, attempt, "short GET body; asking again");
+    }
+    Err(BackendError::Transient(format!("GET of {key} kept returning short bodies")))
 }
 
 /// Clamps `range` to an object of `size` bytes.

@@ -16,7 +16,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
-use crate::config::{AddressingStyle, RetryConfig as CfgRetry, S3Options};
+use crate::config::{AddressingStyle, S3Options};
 
 #[derive(Debug)]
 pub struct S3Store {
@@ -27,7 +27,7 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    pub async fn new(o: &S3Options, retry: &CfgRetry) -> std::result::Result<Self, String> {
+    pub async fn new(o: &S3Options) -> std::result::Result<Self, String> {
         let region = o.region.clone().unwrap_or_else(|| "us-east-1".to_string());
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -36,7 +36,8 @@ impl S3Store {
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region))
-            .retry_config(RetryConfig::standard().with_max_attempts(retry.max_attempts))
+            // Retries happen in one place for every backend (backend/retry.rs).
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
             .timeout_config(timeouts);
         if let Some(ep) = &o.endpoint_url {
             loader = loader.endpoint_url(ep);

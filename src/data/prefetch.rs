@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
 use super::{MemoryBudget, Reservation, MIB};
-use crate::backend::{BackendError, DynStore, Result};
+use crate::backend::{get_exact, BackendError, DynStore, Result};
 
 #[derive(Clone, Debug)]
 pub struct PrefetchConfig {
@@ -218,7 +218,7 @@ impl Prefetcher {
 
     fn spawn_part(&mut self, start: u64, end: u64, reservation: Option<Reservation>) {
         let (store, key, etag) = (self.store.clone(), self.key.clone(), self.etag.clone());
-        let task = tokio::spawn(async move { store.get_range(&key, start..end, etag.as_deref()).await });
+        let task = tokio::spawn(async move { get_exact(&*store, &key, start..end, etag.as_deref()).await });
         self.parts.push_back(Part { start, end, data: PartData::Pending(task), _reservation: reservation });
         self.scheduled_to = end;
     }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{Uploader, MIB};
-use crate::backend::{BackendError, CompletedPart, ObjectMeta, PartSource, Result, UserMeta};
+use crate::backend::{get_exact, BackendError, CompletedPart, ObjectMeta, PartSource, Result, UserMeta};
 
 /// S3's smallest part (all but the last) and its part-count limit.
 const MIN_PART: u64 = 5 * MIB;
@@ -166,13 +166,10 @@ impl Staged {
             self.take_space(b)?;
             let from = b as u64 * self.block..((b as u64 + 1) * self.block).min(self.base_len);
             if from.start < from.end {
-                let got = self.up.store.get_range(&self.source_key, from.clone(), self.etag.as_deref()).await;
+                let got = get_exact(&*self.up.store, &self.source_key, from.clone(), self.etag.as_deref()).await;
                 let body = got.inspect_err(|e| {
                     tracing::debug!(key = %self.source_key, etag = ?self.etag, error = %e, "cannot stage the object");
                 })?;
-                if body.len() as u64 != from.end - from.start {
-                    return Err(BackendError::Transient("short read while staging".into()));
-                }
                 self.file.write_all_at(&body, from.start).map_err(io)?;
             }
             self.filled[b] = true;

@@ -16,6 +16,11 @@ pub struct Mounted {
 impl Mounted {
     /// Mounts `store` of `config` in the foreground process we own, and waits until live.
     pub fn start(config: &Path, store: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(config, store, extra, &[])
+    }
+
+    /// As `start`, with extra environment for the mount process (e.g. RSTORE_FAULTS).
+    pub fn start_with_env(config: &Path, store: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).unwrap();
@@ -30,6 +35,7 @@ impl Mounted {
             .arg("--cache-dir")
             .arg(dir.path().join("cache"))
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -55,6 +61,11 @@ impl Mounted {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The mount process (to kill it, or read its RSS).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 
     pub fn join(&self, rel: &str) -> PathBuf {

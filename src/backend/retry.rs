@@ -1,0 +1,205 @@
+//! One retry policy for every backend: throttling (503 SlowDown, 429) and transient
+//! failures (timeouts, resets, 5xx) are retried with exponential backoff and jitter
+//! up to the store's `retry.max_attempts`; client errors (4xx) are not. Each attempt
+//! has a deadline, so a stalled connection cannot hang a FUSE request forever.
+
+use std::future::Future;
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+
+use super::{BackendError, CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
+
+#[derive(Debug)]
+pub struct Retrying {
+    inner: DynStore,
+    max_attempts: u32,
+    attempt_timeout: Duration,
+}
+
+impl Retrying {
+    pub fn new(inner: DynStore, max_attempts: u32, attempt_timeout: Duration) -> Self {
+        Self { inner, max_attempts: max_attempts.max(1), attempt_timeout }
+    }
+
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut f = f;
+        let deadline = self.attempt_timeout;
+        let attempt = move || {
+            let fut = f();
+            async move {
+                match tokio::time::timeout(deadline, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(BackendError::Transient(format!("no answer within {deadline:?}"))),
+                }
+            }
+        };
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(self.max_attempts as usize - 1)
+            .with_jitter();
+        attempt.retry(policy).when(retryable).notify(|e, wait| tracing::debug!(op, error = %e, ?wait, "retrying")).await
+    }
+}
+
+fn retryable(e: &BackendError) -> bool {
+    matches!(e, BackendError::Throttled(_) | BackendError::Transient(_))
+}
+
+#[async_trait]
+impl ObjectStore for Retrying {
+    async fn check(&self) -> Result<()> {
+        self.inner.check().await // the CLI's own time budget applies; no retry
+    }
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        self.run("head", || self.inner.head(key)).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>, if_match: Option<&str>) -> Result<Bytes> {
+        self.run("get", || self.inner.get_range(key, range.clone(), if_match)).await
+    }
+    async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
+        self.run("list", || self.inner.list_page(p, d, t.clone(), m)).await
+    }
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+        self.run("put", || self.inner.put_with(key, body.clone(), user)).await
+    }
+    async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
+        self.run("create_multipart", || self.inner.create_multipart_with(key, user)).await
+    }
+    async fn upload_part(&self, key: &str, id: &str, number: i32, body: Bytes) -> Result<CompletedPart> {
+        self.run("upload_part", || self.inner.upload_part(key, id, number, body.clone())).await
+    }
+    async fn upload_part_copy(&self, key: &str, id: &str, number: i32, src: &PartSource) -> Result<CompletedPart> {
+        self.run("upload_part_copy", || self.inner.upload_part_copy(key, id, number, src)).await
+    }
+    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        self.run("complete_multipart", || self.inner.complete_multipart(key, id, parts.clone())).await
+    }
+    async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
+        self.run("abort_multipart", || self.inner.abort_multipart(key, id)).await
+    }
+    async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
+        self.run("copy", || self.inner.copy(src, dst)).await
+    }
+    async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+        self.run("set_metadata", || self.inner.set_user_meta(key, user)).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.run("delete", || self.inner.delete(key)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryStore;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Fails the first `fail` HEADs with `err`, then answers from memory.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: MemoryStore,
+        fail: usize,
+        err: BackendError,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ObjectStore for Flaky {
+        async fn check(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn head(&self, key: &str) -> Result<ObjectMeta> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail {
+                return Err(self.err.clone());
+            }
+            self.inner.head(key).await
+        }
+        async fn get_range(&self, k: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {
+            self.inner.get_range(k, r, m).await
+        }
+        async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
+            self.inner.list_page(p, d, t, m).await
+        }
+        async fn put_with(&self, k: &str, b: Bytes, u: &UserMeta) -> Result<ObjectMeta> {
+            self.inner.put_with(k, b, u).await
+        }
+        async fn create_multipart_with(&self, k: &str, u: &UserMeta) -> Result<String> {
+            self.inner.create_multipart_with(k, u).await
+        }
+        async fn upload_part(&self, k: &str, id: &str, n: i32, b: Bytes) -> Result<CompletedPart> {
+            self.inner.upload_part(k, id, n, b).await
+        }
+        async fn complete_multipart(&self, k: &str, id: &str, p: Vec<CompletedPart>) -> Result<ObjectMeta> {
+            self.inner.complete_multipart(k, id, p).await
+        }
+        async fn abort_multipart(&self, k: &str, id: &str) -> Result<()> {
+            self.inner.abort_multipart(k, id).await
+        }
+        async fn copy(&self, s: &str, d: &str) -> Result<Option<String>> {
+            self.inner.copy(s, d).await
+        }
+        async fn set_user_meta(&self, k: &str, u: &UserMeta) -> Result<ObjectMeta> {
+            self.inner.set_user_meta(k, u).await
+        }
+        async fn delete(&self, k: &str) -> Result<()> {
+            self.inner.delete(k).await
+        }
+    }
+
+    async fn flaky(fail: usize, err: BackendError, attempts: u32) -> (Arc<Flaky>, Retrying) {
+        let f = Arc::new(Flaky { inner: MemoryStore::new(), fail, err, calls: AtomicUsize::new(0) });
+        f.inner.put("k", Bytes::from_static(b"v")).await.unwrap();
+        let r = Retrying::new(f.clone(), attempts, Duration::from_secs(5));
+        (f, r)
+    }
+
+    #[tokio::test]
+    async fn throttling_and_transient_errors_are_retried_up_to_max_attempts() {
+        let (f, r) = flaky(2, BackendError::Throttled("SlowDown".into()), 3).await;
+        assert_eq!(r.head("k").await.unwrap().size, 1);
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+        let (f, r) = flaky(5, BackendError::Transient("reset".into()), 3).await;
+        assert!(matches!(r.head("k").await, Err(BackendError::Transient(_))), "gives up after 3 attempts");
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_not_retried() {
+        let (f, r) = flaky(5, BackendError::AccessDenied("no".into()), 5).await;
+        assert!(matches!(r.head("k").await, Err(BackendError::AccessDenied(_))));
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_attempt_times_out_and_is_retried() {
+        #[derive(Debug)]
+        struct Stall(AtomicUsize);
+        let (f, _) = flaky(0, BackendError::NotFound, 1).await;
+        let stall = Arc::new(Stall(AtomicUsize::new(0)));
+        let r = Retrying::new(f, 2, Duration::from_millis(100));
+        let s = stall.clone();
+        let got = r
+            .run("test", || {
+                let first = s.0.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(got.unwrap(), 7);
+        assert_eq!(stall.0.load(Ordering::SeqCst), 2);
+    }
+}
