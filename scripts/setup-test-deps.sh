@@ -13,6 +13,7 @@ for prog in sqlite3 rsync git tar sed; do
   command -v "$prog" >/dev/null || need_apt+=("$prog")
 done
 command -v vim >/dev/null || need_apt+=(vim-nox)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root or: sudo apt-get install -y ${need_apt[*]})" >&2

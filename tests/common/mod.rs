@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 #[allow(unused_imports)]
 pub use moto::MotoServer;
 #[allow(unused_imports)]
-pub use mount::Mounted;
+pub use mount::{Mounted, BIN};
 #[allow(unused_imports)]
 pub use s3s_server::S3sServer;
 
