@@ -117,18 +117,10 @@ impl Fs {
     }
 
     pub async fn symlink(&self, parent: u64, name: &str, target: &str) -> FsResult<Attr> {
-        self.check_writable()?;
-        Self::check_name(name)?;
-        let dir = self.dir(parent)?;
-        match self.resolve(parent, name).await {
-            Ok(_) => return Err(FsError::Exists),
-            Err(FsError::NotFound) => {}
-            Err(e) => return Err(e),
-        }
+        let key = self.vacant(parent, name).await?;
         let posix = Posix { mode: Some(libc::S_IFLNK | 0o777), mtime: Some(SystemTime::now()), ..Posix::default() };
         let mut user = UserMeta::new();
         posix.merge_into(&mut user);
-        let key = dir.child_path(name);
         let meta = self.store.put_with(&key, Bytes::copy_from_slice(target.as_bytes()), &user).await?;
         self.learn(&meta);
         let found = Found::object(&meta);

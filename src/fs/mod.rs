@@ -276,21 +276,28 @@ impl Fs {
         let mut table = self.inodes.lock().unwrap();
         let cur = table.get_mut(ino).ok_or(FsError::NotFound)?;
         if !cur.writing {
+            if let Some(user) = &m.user {
+                cur.posix = Posix::from_user(user);
+            }
             (cur.size, cur.mtime, cur.etag, cur.validated) = (m.size, m.last_modified, m.etag, Instant::now());
         }
         Ok(self.attr_of(cur))
     }
 
-    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32) -> FsResult<Attr> {
+    /// The path a new entry `parent/name` will have, once sure nothing is there yet.
+    async fn vacant(&self, parent: u64, name: &str) -> FsResult<String> {
         self.check_writable()?;
         Self::check_name(name)?;
         let dir = self.dir(parent)?;
         match self.resolve(parent, name).await {
-            Ok(_) => return Err(FsError::Exists),
-            Err(FsError::NotFound) => {}
-            Err(e) => return Err(e),
+            Ok(_) => Err(FsError::Exists),
+            Err(FsError::NotFound) => Ok(dir.child_path(name)),
+            Err(e) => Err(e),
         }
-        let path = dir.child_path(name);
+    }
+
+    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32) -> FsResult<Attr> {
+        let path = self.vacant(parent, name).await?;
         let posix = self.initial_posix(Kind::Dir, mode);
         let mut user = crate::backend::UserMeta::new();
         posix.merge_into(&mut user);
