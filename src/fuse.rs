@@ -34,13 +34,15 @@ impl FuseAdapter {
         Self { fs, rt, ttl }
     }
 
-    fn spawn<F, Fut>(&self, f: F)
+    /// Runs one request as a task, inside a debug-level span named after it.
+    fn spawn<F, Fut>(&self, op: &'static str, f: F)
     where
         F: FnOnce(Arc<Fs>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        use tracing::Instrument;
         let fs = self.fs.clone();
-        self.rt.spawn(async move { f(fs).await });
+        self.rt.spawn(async move { f(fs).await }.instrument(tracing::debug_span!("fuse", op)));
     }
 }
 
@@ -128,7 +130,7 @@ impl Filesystem for FuseAdapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name_or_reply!(name, reply);
         let ttl = self.ttl;
-        self.spawn(move |fs| async move {
+        self.spawn("lookup", move |fs| async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
@@ -142,7 +144,7 @@ impl Filesystem for FuseAdapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.ttl;
-        self.spawn(move |fs| async move {
+        self.spawn("getattr", move |fs| async move {
             match fs.getattr(ino.0).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno(&e)),
@@ -170,7 +172,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let set = SetAttr { size, mtime: mtime.map(time_of), mode, uid, gid };
         let ttl = self.ttl;
-        self.spawn(move |fs| async move {
+        self.spawn("setattr", move |fs| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno(&e)),
@@ -181,7 +183,7 @@ impl Filesystem for FuseAdapter {
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         let name = name_or_reply!(name, reply);
         let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
-        self.spawn(move |fs| async move {
+        self.spawn("mkdir", move |fs| async move {
             let made = match fs.mkdir(parent.0, &name, mode).await {
                 Ok(a) => fs.owned_by(a, uid, gid).await,
                 Err(e) => Err(e),
@@ -197,7 +199,7 @@ impl Filesystem for FuseAdapter {
         let name = name_or_reply!(link_name, reply);
         let target = name_or_reply!(target.as_os_str(), reply);
         let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
-        self.spawn(move |fs| async move {
+        self.spawn("symlink", move |fs| async move {
             let made = match fs.symlink(parent.0, &name, &target).await {
                 Ok(a) => fs.owned_by(a, uid, gid).await,
                 Err(e) => Err(e),
@@ -210,7 +212,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.spawn(move |fs| async move {
+        self.spawn("readlink", move |fs| async move {
             match fs.readlink(ino.0).await {
                 Ok(target) => reply.data(&target),
                 Err(e) => reply.error(errno(&e)),
@@ -237,12 +239,12 @@ impl Filesystem for FuseAdapter {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_reply!(name, reply);
-        self.spawn(move |fs| async move { empty(reply, fs.unlink(parent.0, &name).await) });
+        self.spawn("unlink", move |fs| async move { empty(reply, fs.unlink(parent.0, &name).await) });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_reply!(name, reply);
-        self.spawn(move |fs| async move { empty(reply, fs.rmdir(parent.0, &name).await) });
+        self.spawn("rmdir", move |fs| async move { empty(reply, fs.rmdir(parent.0, &name).await) });
     }
 
     fn rename(
@@ -261,9 +263,9 @@ impl Filesystem for FuseAdapter {
             noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
             exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
         };
-        self.spawn(
-            move |fs| async move { empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, flags).await) },
-        );
+        self.spawn("rename", move |fs| async move {
+            empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, flags).await)
+        });
     }
 
     fn copy_file_range(
@@ -279,7 +281,7 @@ impl Filesystem for FuseAdapter {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.spawn(move |fs| async move {
+        self.spawn("copy_file_range", move |fs| async move {
             match fs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(&e)),
@@ -289,7 +291,7 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (mode, pid) = (OpenMode::from_flags(flags.0), req.pid());
-        self.spawn(move |fs| async move {
+        self.spawn("open", move |fs| async move {
             match fs.open(ino.0, mode, pid).await {
                 Ok(o) => {
                     let flags = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
@@ -319,7 +321,7 @@ impl Filesystem for FuseAdapter {
                 Err(e) => reply.error(errno(&e)),
             };
         }
-        self.spawn(move |fs| async move {
+        self.spawn("read", move |fs| async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno(&e)),
@@ -340,7 +342,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
-        self.spawn(move |fs| async move {
+        self.spawn("write", move |fs| async move {
             match fs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(&e)),
@@ -350,7 +352,7 @@ impl Filesystem for FuseAdapter {
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         let pid = req.pid();
-        self.spawn(move |fs| async move { empty(reply, fs.flush(fh.0, pid).await) });
+        self.spawn("flush", move |fs| async move { empty(reply, fs.flush(fh.0, pid).await) });
     }
 
     fn release(
@@ -363,15 +365,15 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn(move |fs| async move { empty(reply, fs.release(fh.0).await) });
+        self.spawn("release", move |fs| async move { empty(reply, fs.release(fh.0).await) });
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.spawn(move |fs| async move { empty(reply, fs.fsync(fh.0).await) });
+        self.spawn("fsync", move |fs| async move { empty(reply, fs.fsync(fh.0).await) });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.spawn(move |fs| async move {
+        self.spawn("opendir", move |fs| async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno(&e)),
@@ -380,7 +382,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        self.spawn(move |fs| async move {
+        self.spawn("readdir", move |fs| async move {
             let r = fs
                 .readdir(fh.0, offset, false, |next, name, a| {
                     let kind = if a.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
@@ -396,7 +398,7 @@ impl Filesystem for FuseAdapter {
 
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let ttl = self.ttl;
-        self.spawn(move |fs| async move {
+        self.spawn("readdirplus", move |fs| async move {
             let r = fs
                 .readdir(fh.0, offset, true, |next, name, a| {
                     reply.add(INodeNo(a.ino), next, name, &ttl, &file_attr(a), Generation(0))
@@ -447,7 +449,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name_or_reply!(name, reply);
         let (ttl, pid, uid, gid) = (self.ttl, req.pid(), req.uid(), req.gid());
-        self.spawn(move |fs| async move {
+        self.spawn("create", move |fs| async move {
             let made = match fs.create(parent.0, &name, mode, pid).await {
                 Ok((a, fh)) => fs.owned_by(a, uid, gid).await.map(|a| (a, fh)),
                 Err(e) => Err(e),

@@ -207,7 +207,22 @@ fn s3s_fs_server_conforms() {
 fn moto_server_conforms() {
     let server = MotoServer::start(&["bkt"]);
     let q = Quirks { part_copy_if_match: false, ..FULL };
-    common::rt().block_on(async { conformance(s3_store(&server.endpoint, "bkt").await, q).await });
+    common::rt().block_on(async {
+        let store = s3_store(&server.endpoint, "bkt").await;
+        conformance(store.clone(), q).await;
+        // Uploads carry a CRC32 checksum the server stores (and verified).
+        store.put("sum/obj", Bytes::from_static(b"checked bytes")).await.unwrap();
+        let raw = common::raw_client(&server.endpoint);
+        let head = raw
+            .head_object()
+            .bucket("bkt")
+            .key("sum/obj")
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert!(head.checksum_crc32().is_some(), "PUT sent a CRC32 checksum: {head:?}");
+    });
 }
 
 #[test]

@@ -8,7 +8,9 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{Credentials, Region, SharedHttpClient};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation, SharedHttpClient,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart, MetadataDirective};
@@ -53,7 +55,11 @@ impl S3Store {
             loader = loader.http_client(https_with_ca(ca)?);
         }
         let sdk = loader.load().await;
+        // Every PUT and part carries a CRC32 checksum the server verifies, and whole-object
+        // GETs are checked against the stored one (the SDK's "when supported" mode).
         let conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
+            .response_checksum_validation(ResponseChecksumValidation::WhenSupported)
             .force_path_style(o.addressing_style == AddressingStyle::Path)
             .build();
         Ok(Self { client: Client::from_conf(conf), bucket: o.bucket.clone(), check_timeout: Duration::from_secs(8) })
