@@ -133,6 +133,10 @@ impl Fs {
     /// Gives listed entries the metadata known for their exact version (a listing
     /// carries none); newly read metadata is remembered.
     fn recall(&self, prefix: &str, entries: &mut [DirEntry]) {
+        let learning = entries.iter().any(|e| e.found.posix.is_some());
+        if !learning && self.known.is_empty() {
+            return; // nothing known yet (a fresh mount): a plain listing stays cheap
+        }
         for e in entries.iter_mut() {
             let (key, etag) = match e.found.kind {
                 Kind::Dir => (format!("{prefix}{}/", e.name), Some(DIR_VERSION)),

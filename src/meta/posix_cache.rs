@@ -34,6 +34,10 @@ impl PosixCache {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.lock().unwrap().is_empty()
+    }
+
     /// The metadata of this exact version of `key`, if known.
     pub fn get(&self, key: &str, etag: Option<&str>) -> Option<Posix> {
         let mut entries = self.entries.lock().unwrap();
