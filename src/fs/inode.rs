@@ -229,6 +229,10 @@ impl InodeTable {
         self.by_ino.values()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Inode> {
+        self.by_ino.values_mut()
+    }
+
     /// Moves `parent/name` to `newparent/newname`, keeping its inode number; a
     /// directory's descendants get their new paths.
     pub fn rename(&mut self, parent: u64, name: &str, newparent: u64, newname: &str) {

@@ -57,9 +57,20 @@ impl Fs {
             Kind::Dir if new_path.starts_with(&format!("{}/", src.path)) => return Err(FsError::InvalidArgument),
             Kind::Dir => self.rename_dir(&src, &new_path).await.map(|()| None)?,
         };
-        let found = {
+        let (found, moved_dirs) = {
             let mut table = self.inodes.lock().unwrap();
             table.rename(parent, name, newparent, newname);
+            // Objects below a moved directory are copies: their ETags changed, so what
+            // is cached about them (and the listings holding them) must be asked again.
+            let below = format!("{new_path}/");
+            let mut moved_dirs = vec![src.ino];
+            for i in table.iter_mut().filter(|i| src.kind == Kind::Dir && i.path.starts_with(&below)) {
+                match i.kind {
+                    Kind::Dir => moved_dirs.push(i.ino),
+                    _ if !i.writing => i.make_stale(),
+                    _ => {}
+                }
+            }
             let moved = table.get_mut(src.ino).ok_or(FsError::NotFound)?;
             if moved.kind != Kind::Dir && !moved.writing {
                 match new_etag {
@@ -67,8 +78,13 @@ impl Fs {
                     None => moved.make_stale(), // the copy's ETag is unknown: ask at next use
                 }
             }
-            moved.found()
+            (moved.found(), moved_dirs)
         };
+        if src.kind == Kind::Dir {
+            for d in moved_dirs {
+                self.listings.invalidate(d);
+            }
+        }
         self.listings.remove(parent, name);
         self.listings.upsert(newparent, newname, found);
         self.negative.insert(parent, name);
