@@ -205,6 +205,8 @@ fn same_tree(mount: &Path, model: &Path, what: &str, history: &[String]) {
     if a != b {
         let only_a: Vec<_> = a.iter().filter(|e| !b.contains(e)).collect();
         let only_b: Vec<_> = b.iter().filter(|e| !a.contains(e)).collect();
+        let dump = std::env::temp_dir().join("model-tree-mismatch.history");
+        let _ = fs::write(&dump, history.join("\n"));
         let names: Vec<String> = only_a.iter().chain(&only_b).map(|e| e.0.clone()).collect();
         let related: Vec<&String> =
             history.iter().filter(|h| names.iter().any(|n| h.split(' ').any(|w| w.starts_with(n.as_str())))).collect();
