@@ -451,7 +451,13 @@ impl Filesystem for FuseAdapter {
         let (ttl, pid, uid, gid) = (self.ttl, req.pid(), req.uid(), req.gid());
         self.spawn("create", move |fs| async move {
             let made = match fs.create(parent.0, &name, mode, pid).await {
-                Ok((a, fh)) => fs.owned_by(a, uid, gid).await.map(|a| (a, fh)),
+                Ok((a, fh)) => match fs.owned_by(a, uid, gid).await {
+                    Ok(a) => Ok((a, fh)),
+                    Err(e) => {
+                        let _ = fs.release(fh).await; // the kernel never saw this handle
+                        Err(e)
+                    }
+                },
                 Err(e) => Err(e),
             };
             match made {
