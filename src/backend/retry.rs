@@ -81,7 +81,17 @@ impl ObjectStore for Retrying {
         self.run("upload_part_copy", || self.inner.upload_part_copy(key, id, number, src)).await
     }
     async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
-        self.run("complete_multipart", || self.inner.complete_multipart(key, id, parts.clone())).await
+        // An attempt may succeed on the server and still fail here (timeout, reset);
+        // its retry then finds no such upload. The object is there: say so.
+        let retried = std::sync::atomic::AtomicBool::new(false);
+        self.run("complete_multipart", || async {
+            let again = retried.swap(true, std::sync::atomic::Ordering::SeqCst);
+            match self.inner.complete_multipart(key, id, parts.clone()).await {
+                Err(BackendError::NotFound) if again => self.inner.head(key).await,
+                r => r,
+            }
+        })
+        .await
     }
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
         self.run("abort_multipart", || self.inner.abort_multipart(key, id)).await

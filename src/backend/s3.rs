@@ -361,7 +361,7 @@ impl S3Store {
     async fn copy_multipart(&self, src: &str, dst: &str) -> Result<Option<String>> {
         use futures::{StreamExt, TryStreamExt};
         let meta = self.head(src).await?;
-        let id = self.create_multipart(dst).await?;
+        let id = self.create_multipart_with(dst, &meta.user.clone().unwrap_or_default()).await?;
         let ranges: Vec<_> =
             (0..meta.size.div_ceil(COPY_PART)).map(|i| i * COPY_PART..meta.size.min((i + 1) * COPY_PART)).collect();
         let parts = futures::stream::iter(ranges.into_iter().enumerate())

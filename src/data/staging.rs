@@ -157,6 +157,12 @@ impl Staged {
         Ok(())
     }
 
+    /// Gives back the space of a block that could not be filled after all.
+    fn return_space(&mut self) {
+        self.area.release(self.block);
+        self.charged -= self.block;
+    }
+
     /// Makes sure the temp file holds the truth for every block overlapping `r`.
     async fn fill(&mut self, r: Range<u64>) -> Result<()> {
         for b in self.blocks(&r) {
@@ -167,10 +173,15 @@ impl Staged {
             let from = b as u64 * self.block..((b as u64 + 1) * self.block).min(self.base_len);
             if from.start < from.end {
                 let got = get_exact(&*self.up.store, &self.source_key, from.clone(), self.etag.as_deref()).await;
-                let body = got.inspect_err(|e| {
+                let stored = match got {
+                    Ok(body) => self.file.write_all_at(&body, from.start).map_err(io),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = stored {
                     tracing::debug!(key = %self.source_key, etag = ?self.etag, error = %e, "cannot stage the object");
-                })?;
-                self.file.write_all_at(&body, from.start).map_err(io)?;
+                    self.return_space();
+                    return Err(e);
+                }
             }
             self.filled[b] = true;
         }
@@ -188,17 +199,27 @@ impl Staged {
     pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         let r = offset..offset + data.len() as u64;
         self.grow_to(r.end);
-        // Blocks only partly overwritten need their old bytes first.
-        for b in self.blocks(&r) {
-            let whole = b as u64 * self.block >= r.start && (b as u64 + 1) * self.block <= r.end;
-            if whole {
-                self.take_space(b)?;
-                self.filled[b] = true;
-            } else {
-                self.fill(b as u64 * self.block..b as u64 * self.block + 1).await?;
+        // Blocks only partly overwritten need their old bytes first; blocks written
+        // whole are marked filled only once nothing else can fail.
+        let whole = |b: usize| b as u64 * self.block >= r.start && (b as u64 + 1) * self.block <= r.end;
+        let (whole, partial): (Vec<usize>, Vec<usize>) = self.blocks(&r).partition(|b| whole(*b));
+        for b in partial {
+            self.fill(b as u64 * self.block..b as u64 * self.block + 1).await?;
+        }
+        let fresh: Vec<usize> = whole.iter().copied().filter(|b| !self.filled[*b]).collect();
+        for (n, &b) in fresh.iter().enumerate() {
+            if let Err(e) = self.take_space(b) {
+                (0..n).for_each(|_| self.return_space());
+                return Err(e);
             }
         }
-        self.file.write_all_at(data, offset).map_err(io)?;
+        if let Err(e) = self.file.write_all_at(data, offset).map_err(io) {
+            fresh.iter().for_each(|_| self.return_space());
+            return Err(e);
+        }
+        for b in whole {
+            self.filled[b] = true;
+        }
         for b in self.blocks(&r) {
             self.dirty[b] = true;
         }
@@ -226,6 +247,14 @@ impl Staged {
         self.size = len;
         self.modified = true;
         Ok(())
+    }
+
+    /// The object `key` got a new ETag without a change of content (its metadata was
+    /// replaced): keep filling from it.
+    pub fn retag(&mut self, key: &str, etag: Option<String>) {
+        if self.source_key == key {
+            self.etag = etag;
+        }
     }
 
     /// Fetches every block still in the object, so the staged file no longer depends

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use super::handle::{Handle, Writer};
 use super::inode::{Found, Inode};
 use super::{Attr, Fs, FsError, FsResult, Kind};
-use crate::backend::ObjectMeta;
 use crate::data::Prefetcher;
 
 /// An open file handle, and whether the kernel may keep the pages it cached for this
@@ -73,6 +72,7 @@ impl Fs {
             upload: None,
             staged: None,
             unlinked: false,
+            broken: false,
             opener_pid: pid,
         };
         let fh = self.add_handle(ino, Handle::Write(Box::new(writer)));
@@ -122,14 +122,22 @@ impl Fs {
                 Err(e) => return Err(e),
             }
         }
+        // The object as it is now, with its metadata: an append or an overwrite keeps
+        // the mode, owner and other x-amz-meta headers, and stages the right version.
+        let current = match self.store.head(&i.key()).await {
+            Ok(m) => Some(m),
+            Err(crate::backend::BackendError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(m) = &current {
+            self.learn(m);
+            if let Some(cur) = self.inodes.lock().unwrap().get_mut(i.ino) {
+                cur.posix = m.user.as_ref().map(crate::fs::Posix::from_user).unwrap_or_default();
+                (cur.size, cur.etag, cur.mtime) = (m.size, m.etag.clone(), m.last_modified);
+            }
+        }
         let i = self.inode(i.ino)?;
-        let base = (!mode.truncate).then(|| ObjectMeta {
-            key: i.key(),
-            size: i.size,
-            last_modified: i.mtime,
-            etag: i.etag.clone(),
-            user: None,
-        });
+        let base = if mode.truncate { None } else { current };
         let writer = Writer {
             key: i.key(),
             base,
@@ -138,6 +146,7 @@ impl Fs {
             upload: None,
             staged: None,
             unlinked: false,
+            broken: false,
             opener_pid: pid,
         };
         if mode.truncate {
@@ -197,7 +206,13 @@ impl Fs {
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let result = self.commit(fh).await;
         if let Ok(h) = self.handle(fh) {
-            self.writers.remove(h.lock().await.ino, fh);
+            let ino = h.lock().await.ino;
+            self.writers.remove(ino, fh);
+            if result.is_err() {
+                // The last chance is gone: the store keeps the old object (or none).
+                tracing::error!(ino, "data of a closed file could not be uploaded and is dropped");
+                self.upload_failed(ino, false);
+            }
         }
         self.remove_handle(fh);
         result

@@ -25,6 +25,9 @@ pub struct Writer {
     pub staged: Option<Box<Staged>>,
     /// The name was unlinked while open: nothing is uploaded any more.
     pub unlinked: bool,
+    /// Data acknowledged to the program was lost by a failed upload: every later write
+    /// and close on this handle fails (EIO) rather than upload a file without it.
+    pub broken: bool,
     /// close() by this process commits; closes by others (forked children, dup2
     /// juggling in shells) leave the upload open until release.
     pub opener_pid: u32,

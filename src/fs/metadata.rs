@@ -70,7 +70,22 @@ impl Fs {
         };
         match i.kind {
             Kind::Dir => self.learn_dir(&key, p),
-            _ => self.committed(i.ino, Some(meta)),
+            _ => {
+                // Same bytes, new ETag: open writers keep building on this object.
+                for fh in self.writers.of(i.ino) {
+                    let Ok(h) = self.handle(fh) else { continue };
+                    let mut h = h.lock().await;
+                    if let Handle::Write(w) = &mut h.handle {
+                        if let Some(s) = &mut w.staged {
+                            s.retag(&key, meta.etag.clone());
+                        }
+                        if let Some(b) = w.base.as_mut().filter(|b| b.key == key) {
+                            (b.etag, b.user) = (meta.etag.clone(), meta.user.clone());
+                        }
+                    }
+                }
+                self.committed(i.ino, Some(meta));
+            }
         }
         Ok(())
     }

@@ -153,3 +153,27 @@ async fn reading_metadata_on_list_shows_modes_and_symlinks_of_a_cold_listing() {
     assert_eq!(exact, want);
     assert_eq!(p.heads.load(Ordering::SeqCst) - heads, 3, "one HEAD per entry");
 }
+
+#[tokio::test]
+async fn an_append_keeps_the_stored_mode_when_only_a_listing_was_seen() {
+    let (p, fs) = setup();
+    let user: UserMeta = [("mode", "33152"), ("x-other", "kept")].map(|(k, v)| (k.into(), v.into())).into();
+    p.inner.put_with("secret", Bytes::from_static(b"one\n"), &user).await.unwrap();
+    let dh = fs.opendir(ROOT).await.unwrap();
+    let mut ino = 0;
+    fs.readdir(dh, 0, true, |_, n, a| {
+        if n == "secret" {
+            ino = a.ino;
+        }
+        false
+    })
+    .await
+    .unwrap();
+    let fh =
+        fs.open(ino, super::file::OpenMode { write: true, append: true, ..Default::default() }, PID).await.unwrap().fh;
+    fs.write(fh, 4, b"two\n").await.unwrap();
+    fs.release(fh).await.unwrap();
+    let stored = user_of(&p, "secret").await;
+    assert_eq!((stored["mode"].as_str(), stored["x-other"].as_str()), ("33152", "kept"));
+    assert_eq!(p.inner.get_range("secret", 0..100, None).await.unwrap(), &b"one\ntwo\n"[..]);
+}

@@ -323,15 +323,39 @@ impl Fs {
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        // An open writer keeps its data but must not bring the name back at close.
-        for fh in self.writers.of(i.ino) {
-            if let Handle::Write(w) = &mut self.handle(fh)?.lock().await.handle {
-                w.unlinked = true;
-            }
-        }
+        self.prepare_orphans(i.ino).await?;
         self.store.delete(&i.key()).await?;
+        self.orphan_writers(i.ino).await;
         self.forget_name(parent, name);
         Ok(())
+    }
+
+    /// Before the object goes (unlink, rename over it): staged writers fetch what they
+    /// still need from it, so their file stays whole for the program that holds it.
+    pub(super) async fn prepare_orphans(&self, ino: u64) -> FsResult<()> {
+        for fh in self.writers.of(ino) {
+            let Ok(h) = self.handle(fh) else { continue };
+            let mut h = h.lock().await;
+            if let Handle::Write(w) = &mut h.handle {
+                if let Some(s) = &mut w.staged {
+                    s.detach().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's name is gone: its open writers keep working but must not bring the
+    /// name back at close.
+    pub(super) async fn orphan_writers(&self, ino: u64) {
+        for fh in self.writers.of(ino) {
+            if let Ok(h) = self.handle(fh) {
+                if let Handle::Write(w) = &mut h.lock().await.handle {
+                    w.unlinked = true;
+                    w.base = None; // the object it built on is gone
+                }
+            }
+        }
     }
 
     /// `parent/name` is gone (our unlink/rmdir, a failed first upload).

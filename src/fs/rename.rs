@@ -52,11 +52,17 @@ impl Fs {
                 _ => {}
             }
         }
+        if let Some(d) = dst.as_ref().filter(|d| d.kind != Kind::Dir) {
+            self.prepare_orphans(d.ino).await?;
+        }
         let new_etag = match src.kind {
             Kind::File | Kind::Symlink => self.rename_file(&src, &new_path).await?,
             Kind::Dir if new_path.starts_with(&format!("{}/", src.path)) => return Err(FsError::InvalidArgument),
             Kind::Dir => self.rename_dir(&src, &new_path).await.map(|()| None)?,
         };
+        if let Some(d) = dst.as_ref().filter(|d| d.kind != Kind::Dir) {
+            self.orphan_writers(d.ino).await; // the replaced file's writers must not come back
+        }
         let (found, moved_dirs) = {
             let mut table = self.inodes.lock().unwrap();
             table.rename(parent, name, newparent, newname);
@@ -109,10 +115,11 @@ impl Fs {
             let h = self.handle(fh)?;
             let mut h = h.lock().await;
             if let Handle::Write(w) = &mut h.handle {
-                w.key = new_key.to_string();
+                // Everything that can fail comes before the handle changes its name.
                 if let Some(s) = &mut w.staged {
                     s.detach().await?;
                 }
+                w.key = new_key.to_string();
                 if let Some(b) = &mut w.base {
                     b.key = new_key.to_string();
                     b.etag = None;
@@ -126,14 +133,16 @@ impl Fs {
     }
 
     async fn rename_dir(&self, src: &Inode, new_path: &str) -> FsResult<()> {
-        let writing = {
+        // Open write handles below would still name the old keys: refuse, as for a
+        // mount point in use.
+        let below: Vec<u64> = {
             let table = self.inodes.lock().unwrap();
-            let below = format!("{}/", src.path);
-            let busy = table.iter().any(|i| i.writing && i.path.starts_with(&below));
-            busy
+            let prefix = format!("{}/", src.path);
+            let inos = table.iter().filter(|i| i.path.starts_with(&prefix)).map(|i| i.ino).collect();
+            inos
         };
-        if writing {
-            return Err(FsError::Busy("a file below the directory is being written"));
+        if below.iter().any(|ino| !self.writers.of(*ino).is_empty()) {
+            return Err(FsError::Busy("a file below the directory is open for writing"));
         }
         let old_prefix = src.key();
         let new_prefix = format!("{new_path}/");

@@ -80,3 +80,17 @@ async fn copy_file_range_of_a_whole_file_is_a_server_side_copy() {
     assert_eq!(p.sent(), 0, "no data went through the mount");
     assert_eq!(p.inner.get_range("dst", 0..5000, None).await.unwrap(), vec![5u8; 3000]);
 }
+
+#[tokio::test]
+async fn a_file_renamed_over_one_open_for_writing_is_not_overwritten_at_its_close() {
+    let (p, fs) = setup();
+    put(&p, "a", b"renamed").await;
+    fs.lookup(ROOT, "a").await.unwrap();
+    let (_, fh) = fs.create(ROOT, "b", 0o644, PID).await.unwrap();
+    fs.write(fh, 0, b"x").await.unwrap();
+    fs.flush(fh, PID).await.unwrap();
+    fs.rename(ROOT, "a", ROOT, "b", PLAIN).await.unwrap();
+    fs.write(fh, 1, b"y").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(p.inner.get_range("b", 0..100, None).await.unwrap(), &b"renamed"[..]);
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::handle::{Handle, Writer};
 use super::inode::Inode;
 use super::{Fs, FsError, FsResult, Kind, Posix};
-use crate::backend::ObjectMeta;
+use crate::backend::{BackendError, ObjectMeta};
 use crate::data::Staged;
 
 impl Fs {
@@ -19,6 +19,9 @@ impl Fs {
         let Handle::Write(w) = &mut h.handle else {
             return Err(FsError::BadHandle);
         };
+        if w.broken {
+            return Err(FsError::UploadFailed(BackendError::Other("an earlier upload of this file failed".into())));
+        }
         if w.can_stream(offset) {
             let key = w.key.clone();
             if w.upload.is_none() {
@@ -78,7 +81,10 @@ impl Fs {
                     s
                 }
                 (Some(streaming), None) => {
-                    let meta = streaming.finish().await.map_err(FsError::UploadFailed)?;
+                    // If this fails, the bytes already streamed are gone: no later write
+                    // or close on this handle may pretend otherwise.
+                    let meta =
+                        streaming.finish().await.inspect_err(|_| w.broken = true).map_err(FsError::UploadFailed)?;
                     self.committed(ino, Some(meta.clone()));
                     w.base = Some(meta.clone());
                     self.staging.stage(&self.uploader, Some(meta))?
@@ -111,6 +117,9 @@ impl Fs {
         let Handle::Write(w) = &mut h.handle else {
             return Ok(());
         };
+        if w.broken {
+            return Err(FsError::UploadFailed(BackendError::Other("an earlier upload of this file failed".into())));
+        }
         if w.unlinked {
             if let Some(mut up) = w.upload.take() {
                 up.abort().await;
@@ -172,7 +181,7 @@ impl Fs {
     }
 
     /// The store still holds the old object (or none): forget what we showed locally.
-    fn upload_failed(&self, ino: u64, created: bool) {
+    pub(super) fn upload_failed(&self, ino: u64, created: bool) {
         let mut table = self.inodes.lock().unwrap();
         let Some(i) = table.get_mut(ino) else { return };
         i.writing = false;
