@@ -25,7 +25,13 @@ pub struct Metrics {
     pub parts_in_flight: Gauge,
     memory_reserved: Gauge,
     errors: Family<Labels, Counter>,
+    /// Handles of the counters bumped on every lookup and read, made once: the hot
+    /// paths then cost one atomic add, not a label lookup.
+    hot_cache: Vec<(&'static str, Counter, Counter)>,
+    hot_prefetch: [Counter; 2],
 }
+
+const CACHES: [&str; 4] = ["entry", "negative", "listing", "attr"];
 
 impl Metrics {
     fn new() -> Self {
@@ -40,6 +46,8 @@ impl Metrics {
             memory_reserved: Gauge::default(),
             errors: Family::default(),
             registry: Registry::default(),
+            hot_cache: Vec::new(),
+            hot_prefetch: Default::default(),
         };
         registry.register("s3_requests", "Object-store requests by operation and result", m.requests.clone());
         registry.register("bytes_read", "Bytes received from the object store", m.bytes_read.clone());
@@ -49,21 +57,29 @@ impl Metrics {
         registry.register("upload_parts_in_flight", "Upload parts being sent now", m.parts_in_flight.clone());
         registry.register("memory_reserved_bytes", "Bytes reserved from --max-memory", m.memory_reserved.clone());
         registry.register("fuse_errors", "Errors returned to programs, by errno", m.errors.clone());
-        Self { registry, ..m }
+        let counter = |f: &Family<Labels, Counter>, labels: Labels| f.get_or_create(&labels).clone();
+        let cache_pair = |c: &'static str| {
+            let (hit, miss) = (("result", "hit".to_string()), ("result", "miss".to_string()));
+            (c, counter(&m.cache, vec![("cache", c.into()), hit]), counter(&m.cache, vec![("cache", c.into()), miss]))
+        };
+        let hot_cache = CACHES.into_iter().map(cache_pair).collect();
+        let hot_prefetch = ["ready", "waited"].map(|r| counter(&m.prefetch, vec![("result", r.into())]));
+        Self { registry, hot_cache, hot_prefetch, ..m }
     }
 
     pub fn request(&self, op: &'static str, result: &'static str) {
         self.requests.get_or_create(&vec![("op", op.into()), ("result", result.into())]).inc();
     }
 
+    /// `cache` is one of `CACHES`.
     pub fn cache(&self, cache: &'static str, hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        self.cache.get_or_create(&vec![("cache", cache.into()), ("result", result.into())]).inc();
+        if let Some((_, h, m)) = self.hot_cache.iter().find(|(c, ..)| *c == cache) {
+            if hit { h } else { m }.inc();
+        }
     }
 
     pub fn prefetch(&self, ready: bool) {
-        let result = if ready { "ready" } else { "waited" };
-        self.prefetch.get_or_create(&vec![("result", result.into())]).inc();
+        self.hot_prefetch[usize::from(!ready)].inc();
     }
 
     pub fn error(&self, errno: i32) {
