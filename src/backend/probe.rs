@@ -23,6 +23,8 @@ pub struct Probe {
     pub part_copies: AtomicUsize,
     pub meta_updates: AtomicUsize,
     pub fail_parts: AtomicBool,
+    /// The next HEADs fail with this error, as many times as the count says.
+    pub fail_heads: std::sync::Mutex<(usize, Option<BackendError>)>,
 }
 
 impl Probe {
@@ -42,6 +44,13 @@ impl ObjectStore for Probe {
     }
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         self.heads.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut fail = self.fail_heads.lock().unwrap();
+            if fail.0 > 0 {
+                fail.0 -= 1;
+                return Err(fail.1.clone().expect("an error to fail with"));
+            }
+        }
         self.inner.head(key).await
     }
     async fn get_range(&self, key: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {

@@ -110,84 +110,34 @@ impl ObjectStore for Retrying {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::MemoryStore;
+    use crate::backend::probe::Probe;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    /// Fails the first `fail` HEADs with `err`, then answers from memory.
-    #[derive(Debug)]
-    struct Flaky {
-        inner: MemoryStore,
-        fail: usize,
-        err: BackendError,
-        calls: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl ObjectStore for Flaky {
-        async fn check(&self) -> Result<()> {
-            Ok(())
-        }
-        async fn head(&self, key: &str) -> Result<ObjectMeta> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail {
-                return Err(self.err.clone());
-            }
-            self.inner.head(key).await
-        }
-        async fn get_range(&self, k: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {
-            self.inner.get_range(k, r, m).await
-        }
-        async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
-            self.inner.list_page(p, d, t, m).await
-        }
-        async fn put_with(&self, k: &str, b: Bytes, u: &UserMeta) -> Result<ObjectMeta> {
-            self.inner.put_with(k, b, u).await
-        }
-        async fn create_multipart_with(&self, k: &str, u: &UserMeta) -> Result<String> {
-            self.inner.create_multipart_with(k, u).await
-        }
-        async fn upload_part(&self, k: &str, id: &str, n: i32, b: Bytes) -> Result<CompletedPart> {
-            self.inner.upload_part(k, id, n, b).await
-        }
-        async fn complete_multipart(&self, k: &str, id: &str, p: Vec<CompletedPart>) -> Result<ObjectMeta> {
-            self.inner.complete_multipart(k, id, p).await
-        }
-        async fn abort_multipart(&self, k: &str, id: &str) -> Result<()> {
-            self.inner.abort_multipart(k, id).await
-        }
-        async fn copy(&self, s: &str, d: &str) -> Result<Option<String>> {
-            self.inner.copy(s, d).await
-        }
-        async fn set_user_meta(&self, k: &str, u: &UserMeta) -> Result<ObjectMeta> {
-            self.inner.set_user_meta(k, u).await
-        }
-        async fn delete(&self, k: &str) -> Result<()> {
-            self.inner.delete(k).await
-        }
-    }
-
-    async fn flaky(fail: usize, err: BackendError, attempts: u32) -> (Arc<Flaky>, Retrying) {
-        let f = Arc::new(Flaky { inner: MemoryStore::new(), fail, err, calls: AtomicUsize::new(0) });
-        f.inner.put("k", Bytes::from_static(b"v")).await.unwrap();
-        let r = Retrying::new(f.clone(), attempts, Duration::from_secs(5));
-        (f, r)
+    /// A store whose first `fail` HEADs answer `err`.
+    async fn flaky(fail: usize, err: BackendError, attempts: u32) -> (Arc<Probe>, Retrying) {
+        let p = Arc::new(Probe::default());
+        *p.fail_heads.lock().unwrap() = (fail, Some(err));
+        p.inner.put("k", Bytes::from_static(b"v")).await.unwrap();
+        let r = Retrying::new(p.clone(), attempts, Duration::from_secs(5));
+        (p, r)
     }
 
     #[tokio::test]
     async fn throttling_and_transient_errors_are_retried_up_to_max_attempts() {
         let (f, r) = flaky(2, BackendError::Throttled("SlowDown".into()), 3).await;
         assert_eq!(r.head("k").await.unwrap().size, 1);
-        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(Probe::count(&f.heads), 3);
         let (f, r) = flaky(5, BackendError::Transient("reset".into()), 3).await;
         assert!(matches!(r.head("k").await, Err(BackendError::Transient(_))), "gives up after 3 attempts");
-        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(Probe::count(&f.heads), 3);
     }
 
     #[tokio::test]
     async fn client_errors_are_not_retried() {
         let (f, r) = flaky(5, BackendError::AccessDenied("no".into()), 5).await;
         assert!(matches!(r.head("k").await, Err(BackendError::AccessDenied(_))));
-        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(Probe::count(&f.heads), 1);
     }
 
     #[tokio::test]
