@@ -25,7 +25,12 @@ async fn client() -> Client {
         None,
         "bench",
     );
-    let conf = aws_sdk_s3::config::Builder::new()
+    let mut conf = aws_sdk_s3::config::Builder::new();
+    // RAW_QUICKACK=1: the mount's own HTTP client (ACKs at once), to compare like with like.
+    if std::env::var("RAW_QUICKACK").is_ok_and(|v| v == "1") {
+        conf = conf.http_client(rstore_mount::backend::quickack_http_client());
+    }
+    let conf = conf
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
         .endpoint_url(env("BENCH_ENDPOINT"))

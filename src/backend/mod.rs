@@ -13,6 +13,7 @@ mod prefixed;
 pub mod probe;
 mod retry;
 mod s3;
+pub use s3::quickack_http_client;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -20,6 +20,9 @@ use bytes::Bytes;
 use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
 use crate::config::{AddressingStyle, S3Options};
 
+mod quickack;
+pub use quickack::client as quickack_http_client;
+
 #[derive(Debug)]
 pub struct S3Store {
     client: Client,
@@ -51,7 +54,10 @@ impl S3Store {
             let creds = Credentials::new(k.expose(), secret, None, None, "remote-store-config");
             loader = loader.credentials_provider(creds);
         }
-        if let Some(ca) = &o.tls_ca_bundle {
+        // A CA bundle (often set machine-wide by AWS_CA_BUNDLE) only matters for TLS.
+        if o.endpoint_url.as_deref().is_some_and(|e| e.starts_with("http://")) {
+            loader = loader.http_client(quickack::client());
+        } else if let Some(ca) = &o.tls_ca_bundle {
             loader = loader.http_client(https_with_ca(ca)?);
         }
         let sdk = loader.load().await;
