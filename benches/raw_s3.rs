@@ -3,7 +3,8 @@
 //!
 //! OPs: populate PREFIX N SIZE CONC | list PREFIX | list-tree PREFIX |
 //!      put-dir DIR PREFIX CONC | get-prefix PREFIX CONC |
-//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY | count PREFIX
+//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY | count PREFIX |
+//!      read-file PATH LEN (open + read of a mounted file, for time to first byte)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -209,6 +210,14 @@ async fn main() {
             let range = format!("bytes=0-{}", num(len) - 1);
             let o = c.get_object().bucket(&b).key(*key).range(range).send().await.unwrap();
             o.body.collect().await.unwrap().into_bytes().len() as u64
+        }
+        // Not S3: open + read of a path (a mount), timed the same way as get-first.
+        ["read-file", path, len] => {
+            use std::io::Read;
+            let mut buf = vec![0u8; num(len) as usize];
+            let mut f = std::fs::File::open(path).unwrap();
+            f.read_exact(&mut buf).unwrap();
+            buf.len() as u64
         }
         other => panic!("unknown op {other:?}; see the header of benches/raw_s3.rs"),
     };

@@ -20,7 +20,7 @@ use crate::fs::rename;
 use crate::fs::{Attr, Fs, FsError, Kind, SetAttr};
 
 const MAX_WRITE: u32 = 1024 * 1024;
-const MAX_READAHEAD: u32 = 1024 * 1024;
+pub(crate) const MAX_READAHEAD: u32 = 1024 * 1024;
 
 pub struct FuseAdapter {
     fs: Arc<Fs>,

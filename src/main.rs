@@ -4,6 +4,7 @@ fn main() -> std::process::ExitCode {
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
     rstore_mount::cli::main()
 }

@@ -131,6 +131,8 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
     }
     let ttl = req.opts.meta.ttl.unwrap_or(Duration::from_secs(24 * 3600));
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl);
+    // Resolved before mounting: afterwards a stat of it would wait on this very session.
+    let resolved = std::fs::canonicalize(&req.mountpoint).unwrap_or_else(|_| req.mountpoint.clone());
     let session = fuser::Session::new(adapter, &req.mountpoint, &fuse_config(req)).map_err(|e| {
         let shown = req.mountpoint.display();
         match e.kind() {
@@ -140,7 +142,34 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
             _ => format!("cannot mount at {shown}: {e}"),
         }
     })?;
+    widen_readahead(&resolved);
     Ok((rt, fs, session))
+}
+
+/// The kernel caps a FUSE mount's read-ahead at its 128 KiB default whatever INIT asks,
+/// so a sequential read costs 8 round trips per MiB. Raising the mount's bdi to
+/// `MAX_READAHEAD` lets it send 1 MiB reads. Only root may write sysfs; others keep 128 KiB.
+fn widen_readahead(mountpoint: &std::path::Path) {
+    let kib = crate::fuse::MAX_READAHEAD / 1024;
+    let Some(dev) = mount_device(mountpoint) else {
+        return tracing::debug!("mount not found in /proc/self/mountinfo; read-ahead stays at the default");
+    };
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    match std::fs::write(&knob, kib.to_string()) {
+        Ok(()) => tracing::debug!(knob, kib, "raised kernel read-ahead"),
+        Err(e) => tracing::debug!(knob, error = %e, "cannot raise kernel read-ahead; it stays at 128 KiB"),
+    }
+}
+
+/// The `major:minor` of the mount at the resolved `mountpoint`, read from mountinfo (a
+/// stat would ask this very mount, whose session is not serving yet).
+fn mount_device(mountpoint: &std::path::Path) -> Option<String> {
+    let target = mountpoint.to_str()?.replace(' ', "\\040");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (fields.get(4) == Some(&target.as_str())).then(|| fields[2].to_string())
+    })
 }
 
 /// First SIGINT/SIGTERM: finish uploads, then unmount (lazily if busy). Second: exit.

@@ -189,3 +189,14 @@ fn a_4kib_change_in_a_1gib_file_sends_one_part() {
     assert!(fs::read(&big).unwrap() == want, "the file holds the change and nothing else changed");
     assert_eq!(fs::metadata(m.join("big.bin")).unwrap().len(), 1 << 30);
 }
+
+#[test]
+fn the_mount_asks_the_kernel_for_one_mib_reads() {
+    let (_root, _cfg, m) = setup();
+    let dev = fs::metadata(&m.path).unwrap().dev();
+    // st_dev of a FUSE mount is an anonymous device: major 0.
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let kib = fs::read_to_string(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb")).unwrap();
+    assert_eq!(kib.trim(), "1024", "the kernel default would be 128");
+    assert_eq!(m.unmount(), Some(0));
+}

@@ -3,6 +3,7 @@
 //! Keys are `/`-separated strings relative to the store root; the fs layer never sees
 //! bucket names or SDK types.
 
+mod buffers;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 mod local;

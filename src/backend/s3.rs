@@ -1,6 +1,7 @@
 //! S3 and S3-compatible servers through aws-sdk-s3: the only file that knows the SDK.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart, Meta
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
+use super::buffers::BufferPool;
 use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
 use crate::config::{AddressingStyle, S3Options};
 
@@ -27,6 +29,7 @@ pub use quickack::client as quickack_http_client;
 pub struct S3Store {
     client: Client,
     bucket: String,
+    buffers: Arc<BufferPool>,
     /// The reachability check must answer within the CLI's time budget.
     check_timeout: Duration,
 }
@@ -68,7 +71,13 @@ impl S3Store {
             .response_checksum_validation(ResponseChecksumValidation::WhenSupported)
             .force_path_style(o.addressing_style == AddressingStyle::Path)
             .build();
-        Ok(Self { client: Client::from_conf(conf), bucket: o.bucket.clone(), check_timeout: Duration::from_secs(8) })
+        Ok(Self {
+            client: Client::from_conf(conf),
+            bucket: o.bucket.clone(),
+            // Enough for a reader's parts to cycle through; idle ones are freed past this.
+            buffers: BufferPool::new(4),
+            check_timeout: Duration::from_secs(8),
+        })
     }
 }
 
@@ -190,8 +199,17 @@ impl ObjectStore for S3Store {
                 return Err(BackendError::PreconditionFailed);
             }
         }
-        let body = out.body.collect().await.map_err(|e| BackendError::Transient(format!("reading body: {e}")))?;
-        Ok(body.into_bytes())
+        // Straight into one buffer of the final size: collecting the chunks first and then
+        // joining them would hold every part twice and copy it once more.
+        let want = (range.end - range.start) as usize;
+        let mut buf = self.buffers.take(out.content_length().map_or(want, |n| (n.max(0) as usize).min(want)));
+        let mut body = out.body;
+        while let Some(chunk) =
+            body.try_next().await.map_err(|e| BackendError::Transient(format!("reading body: {e}")))?
+        {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(self.buffers.freeze(buf))
     }
 
     async fn list_page(
