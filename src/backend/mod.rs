@@ -4,6 +4,7 @@
 //! bucket names or SDK types.
 
 mod buffers;
+pub use buffers::BufferPool;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 mod local;
