@@ -5,7 +5,7 @@
 //!
 //! OPs: populate PREFIX N SIZE CONC | list PREFIX | list-tree PREFIX |
 //!      put-dir DIR PREFIX CONC | get-prefix PREFIX CONC |
-//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY | count PREFIX |
+//!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY | count PREFIX (files, not markers) |
 //!      read-file PATH LEN (open + read of a mounted file, for time to first byte)
 
 use std::sync::Arc;
@@ -222,7 +222,8 @@ async fn main() {
             loop {
                 let out =
                     c.list_objects_v2().bucket(&b).prefix(*prefix).set_continuation_token(token).send().await.unwrap();
-                n += out.contents().len() as u64;
+                // Files only: mounts may also store `dir/` markers.
+                n += out.contents().iter().filter(|o| !o.key().unwrap_or_default().ends_with('/')).count() as u64;
                 match out.next_continuation_token() {
                     Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
                     _ => break n,

@@ -341,6 +341,9 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if let Some(n) = self.fs.try_write_now(fh.0, offset, data) {
+            return reply.written(n);
+        }
         let data = data.to_vec();
         self.spawn("write", move |fs| async move {
             match fs.write(fh.0, offset, &data).await {

@@ -30,6 +30,7 @@ measure() {
   local times=() cpu0 cpu1 cpus=()
   for r in $(seq "$RUNS"); do
     M="$BENCH_DIR/mnt-$client"; export M RUN=$r
+    sync  # the previous run's dirty pages are written back now, not during this one
     mount_client "$client" "$M"
     cpu0=$(server_cpu)
     times+=("$(timeit bash -c "$*")")
@@ -57,6 +58,15 @@ raw_measure "find tree" list-tree tree/
 raw_measure "cp -r in" put-dir "$SRC" rawcopy/ 16
 raw_measure "cp -r out" get-prefix rawcopy/ 16
 
+# What `ls -l` itself costs with no network (sort, format, 10k lstat on tmpfs): the floor
+# under every client's "ls -l" row, beside the raw listing.
+if [[ "ls -l flat" =~ $OPS ]]; then
+  T=$(mktemp -d /dev/shm/rstore-ls.XXXX); (cd "$T" && seq -w 1 "$FLAT" | xargs touch)
+  times=(); for _ in $(seq "$RUNS"); do times+=("$(timeit ls -l "$T")"); done
+  record tmpfs "ls -l flat" "$(printf '%s\n' "${times[@]}" | median)"; rm -rf "$T"
+  log "ls -l of $FLAT empty files on tmpfs: ${times[*]} s"
+fi
+
 for c in $CLIENTS; do
   measure "$c" "ls -f flat" 'ls -f "$M/flat" | wc -l'
   measure "$c" "ls -l flat" 'ls -l "$M/flat" | wc -l'
@@ -82,4 +92,5 @@ for op in "${ops[@]}"; do
   echo "| $op | $raw_t | ${r:--} | ${s:--} | ${c:--} | $(ratio "$r" "$raw_t") | $(ratio "$s" "$r") | $(ratio "$c" "$r") |"
 done
 echo
+[ -n "${RESULT["tmpfs|ls -l flat"]:-}" ] && echo "ls -l of the same number of files on tmpfs (ls's own work): ${RESULT["tmpfs|ls -l flat"]} s"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM; server: Garage $(garage --version 2>/dev/null | head -1); $RUNS runs, medians"

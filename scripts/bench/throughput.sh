@@ -20,6 +20,7 @@ run_raw() {
   local op=$1; shift
   local t=() c=()
   for _ in $(seq "$RUNS"); do
+    sync
     local c0; c0=$(server_cpu)
     t+=("$(raw "$@" | cut -d' ' -f1)")
     c+=("$(echo "$(server_cpu) - $c0" | bc -l)")
@@ -42,6 +43,7 @@ measure() {
   local t=() c=() rss=()
   for r in $(seq "$RUNS"); do
     M="$BENCH_DIR/mnt-$client"; export M RUN=$r
+    sync  # the previous run's dirty pages are written back now, not during this one
     mount_client "$client" "$M" "$@"
     local c0; c0=$(server_cpu)
     if [ -n "${SELF_TIMED:-}" ]; then t+=("$(bash -c "$cmd" | cut -d' ' -f1)"); else t+=("$(timeit bash -c "$cmd")"); fi

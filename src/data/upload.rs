@@ -131,6 +131,18 @@ impl Upload {
         part_size_for(self.up.cfg.part_size, self.next_part)
     }
 
+    /// Appends `data` without waiting, when it fits in the part being filled (budget
+    /// already held, no part to send); false leaves everything as it was.
+    pub fn try_append(&mut self, data: &[u8]) -> bool {
+        let fits = self.buf_reservation.is_some() && self.buf.len() + data.len() < self.current_part_size() as usize;
+        if self.failed.is_some() || !fits {
+            return false;
+        }
+        self.buf.extend_from_slice(data);
+        self.written += data.len() as u64;
+        true
+    }
+
     /// Appends `data`; full parts are sent while the caller keeps writing.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
         if let Some(e) = &self.failed {
@@ -292,6 +304,23 @@ mod tests {
         assert_eq!(store.get_range("big", 0..20_000, None).await.unwrap(), data);
         assert_eq!(store.open_uploads(), 0);
         assert_eq!(budget.reserved(), 0, "every buffer returned to the budget");
+    }
+
+    #[tokio::test]
+    async fn try_append_takes_only_what_needs_no_waiting() {
+        let store = Arc::new(MemoryStore::new());
+        let uploader = Uploader::new(store.clone(), cfg(), MemoryBudget::new(1 << 20));
+        let mut up = uploader.start("f".into(), UserMeta::new());
+        assert!(!up.try_append(b"abc"), "the first write must reserve budget");
+        up.write(b"abc").await.unwrap();
+        assert!(up.try_append(&[1u8; 500]));
+        assert!(!up.try_append(&[2u8; 497]), "filling the part means sending it");
+        assert_eq!(up.written(), 503);
+        up.write(&[2u8; 497]).await.unwrap();
+        assert!(up.mpu.is_some(), "the full part went out");
+        up.finish().await.unwrap();
+        let got = store.get_range("f", 0..2000, None).await.unwrap();
+        assert_eq!((got.len(), &got[..3], got[3], got[503]), (1000, &b"abc"[..], 1, 2));
     }
 
     #[tokio::test]

@@ -38,6 +38,24 @@ impl Fs {
         Ok(data.len() as u32)
     }
 
+    /// A sequential write that fits in the part being filled, done on the caller's
+    /// thread: no copy of the data for a task, no task hop. `None` when the write
+    /// must go the async way (handle busy, a part to send, staging, an error).
+    pub fn try_write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<u32> {
+        let h = self.handle(fh).ok()?;
+        let mut h = h.try_lock().ok()?;
+        let ino = h.ino;
+        let Handle::Write(w) = &mut h.handle else {
+            return None;
+        };
+        if w.broken || !w.can_stream(offset) || !w.upload.as_mut()?.try_append(data) {
+            return None;
+        }
+        self.writers.add(ino, fh);
+        self.mark_writing(ino, w.size());
+        Some(data.len() as u32)
+    }
+
     /// copy_file_range(2). A whole file copied into an empty one (what `cp` asks for)
     /// is a server-side CopyObject; anything else is refused with EOPNOTSUPP, and the
     /// kernel or the program falls back to read/write.
