@@ -385,32 +385,30 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let add = |reply: &mut ReplyDirectory, next, name: &str, a: &Attr| {
+            let kind = if a.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
+            reply.add(INodeNo(a.ino), next, kind, name)
+        };
+        if let Some(r) = self.fs.try_readdir_now(fh.0, offset, false, |next, name, a| add(&mut reply, next, name, a)) {
+            return reply.done(r);
+        }
         self.spawn("readdir", move |fs| async move {
-            let r = fs
-                .readdir(fh.0, offset, false, |next, name, a| {
-                    let kind = if a.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
-                    reply.add(INodeNo(a.ino), next, kind, name)
-                })
-                .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
+            let r = fs.readdir(fh.0, offset, false, |next, name, a| add(&mut reply, next, name, a)).await;
+            reply.done(r)
         });
     }
 
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let ttl = self.ttl;
+        let add = move |reply: &mut ReplyDirectoryPlus, next, name: &str, a: &Attr| {
+            reply.add(INodeNo(a.ino), next, name, &ttl, &file_attr(a), Generation(0))
+        };
+        if let Some(r) = self.fs.try_readdir_now(fh.0, offset, true, |next, name, a| add(&mut reply, next, name, a)) {
+            return reply.done(r);
+        }
         self.spawn("readdirplus", move |fs| async move {
-            let r = fs
-                .readdir(fh.0, offset, true, |next, name, a| {
-                    reply.add(INodeNo(a.ino), next, name, &ttl, &file_attr(a), Generation(0))
-                })
-                .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
+            let r = fs.readdir(fh.0, offset, true, |next, name, a| add(&mut reply, next, name, a)).await;
+            reply.done(r)
         });
     }
 
@@ -470,6 +468,26 @@ impl Filesystem for FuseAdapter {
         });
     }
 }
+
+/// ReplyDirectory and ReplyDirectoryPlus end the same way.
+trait DirReply {
+    fn done(self, r: Result<(), FsError>);
+}
+
+macro_rules! dir_reply {
+    ($($reply:ty),*) => {$(
+        impl DirReply for $reply {
+            fn done(self, r: Result<(), FsError>) {
+                match r {
+                    Ok(()) => self.ok(),
+                    Err(e) => self.error(errno(&e)),
+                }
+            }
+        }
+    )*};
+}
+
+dir_reply!(ReplyDirectory, ReplyDirectoryPlus);
 
 fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
     match r {

@@ -1,7 +1,7 @@
 //! The inode table: numbers stable while the kernel holds a reference, names to
 //! object keys, and the cached attributes of each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
 
 use super::attr::{Kind, Posix};
@@ -98,7 +98,8 @@ impl Found {
 
 pub struct InodeTable {
     by_ino: HashMap<u64, Inode>,
-    by_name: HashMap<(u64, String), u64>,
+    /// Ordered so that one directory's children are a range, not a scan of every inode.
+    by_name: BTreeMap<(u64, String), u64>,
     next_ino: u64,
 }
 
@@ -120,7 +121,7 @@ impl InodeTable {
             writing: false,
             cached_etag: None,
         };
-        Self { by_ino: HashMap::from([(ROOT_INO, root)]), by_name: HashMap::new(), next_ino: ROOT_INO + 1 }
+        Self { by_ino: HashMap::from([(ROOT_INO, root)]), by_name: BTreeMap::new(), next_ino: ROOT_INO + 1 }
     }
 
     pub fn get(&self, ino: u64) -> Option<&Inode> {
@@ -137,7 +138,8 @@ impl InodeTable {
 
     /// Children of `parent` currently known (used to show files still being written).
     pub fn children(&self, parent: u64) -> impl Iterator<Item = &Inode> {
-        self.by_ino.values().filter(move |i| i.parent == parent && i.ino != ROOT_INO)
+        let range = (parent, String::new())..(parent + 1, String::new());
+        self.by_name.range(range).filter_map(|(_, ino)| self.by_ino.get(ino)).filter(|i| i.ino != ROOT_INO)
     }
 
     /// Records `found` under `parent/name`, keeping the inode number when the kind is

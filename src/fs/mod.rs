@@ -23,7 +23,9 @@ use inode::{Found, Inode, InodeTable};
 
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, StagingArea, StagingConfig, UploadConfig, Uploader};
-use crate::meta::{list_dir, read_metadata, valid_name, DirCache, DirEntry, MetaConfig, NegativeCache, PosixCache};
+use crate::meta::{
+    list_dir, read_metadata, valid_name, DirCache, DirEntry, Entries, MetaConfig, NegativeCache, PosixCache,
+};
 
 #[derive(Clone, Debug, Default)]
 pub struct FsOptions {
@@ -218,6 +220,33 @@ impl Fs {
         }
     }
 
+    /// A directory whose listing expired is listed again rather than probed name by
+    /// name once that is cheaper (`DirCache::worth_relisting`), so `cp -r` into it
+    /// keeps costing one PUT per file, not a HEAD and a LIST more. True when `name` is
+    /// absent from the new listing; a name that is there is still probed (a listing
+    /// cannot tell a symlink or a mode).
+    async fn relisted_without(&self, parent: u64, dir: &Inode, name: &str) -> FsResult<bool> {
+        // With --read-metadata-on-list a listing costs a HEAD per entry: never cheaper.
+        if self.opts.meta.metadata_on_list || !self.listings.worth_relisting(parent) {
+            return Ok(false);
+        }
+        let entries = self.fetch_listing(parent, dir).await?;
+        Ok(entries.binary_search_by(|e| e.name.as_str().cmp(name)).is_err())
+    }
+
+    /// Lists `dir` from the store (with each entry's metadata under
+    /// `--read-metadata-on-list`) and caches the listing.
+    async fn fetch_listing(&self, ino: u64, dir: &Inode) -> FsResult<Entries> {
+        let mut listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
+        if self.opts.meta.metadata_on_list {
+            read_metadata(&*self.store, &dir.key(), &mut listed).await?;
+        }
+        self.recall(&dir.key(), &mut listed);
+        let listed = Arc::new(listed);
+        self.listings.put(ino, listed.clone());
+        Ok(listed)
+    }
+
     /// Resolves `parent/name` without taking a kernel reference.
     async fn resolve(&self, parent: u64, name: &str) -> FsResult<Inode> {
         Self::check_name(name).map_err(|e| match e {
@@ -241,7 +270,11 @@ impl Fs {
             }
             None => {
                 m.cache("entry", false);
-                self.probe(&dir.child_path(name)).await?
+                if self.relisted_without(parent, &dir, name).await? {
+                    None
+                } else {
+                    self.probe(&dir.child_path(name)).await?
+                }
             }
         };
         match found {
@@ -392,16 +425,7 @@ impl Fs {
         crate::metrics::get().cache("listing", cached.is_some());
         let mut entries = match cached {
             Some(cached) => cached,
-            None => {
-                let mut listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
-                if self.opts.meta.metadata_on_list {
-                    read_metadata(&*self.store, &dir.key(), &mut listed).await?;
-                }
-                self.recall(&dir.key(), &mut listed);
-                let listed = Arc::new(listed);
-                self.listings.put(ino, listed.clone());
-                listed
-            }
+            None => self.fetch_listing(ino, &dir).await?,
         };
         // Files still being written here exist for this mount before they reach the store.
         let local: Vec<DirEntry> = {
@@ -430,10 +454,34 @@ impl Fs {
         fh: u64,
         offset: u64,
         plus: bool,
-        mut add: impl FnMut(u64, &str, &Attr) -> bool,
+        add: impl FnMut(u64, &str, &Attr) -> bool,
     ) -> FsResult<()> {
         let h = self.handle(fh)?;
         let h = h.lock().await;
+        self.fill_dir(&h, offset, plus, add)
+    }
+
+    /// `readdir` on the caller's thread when the handle is free: the entries are in
+    /// memory since opendir, so a task per call (hundreds per big listing) buys nothing.
+    pub fn try_readdir_now(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+        add: impl FnMut(u64, &str, &Attr) -> bool,
+    ) -> Option<FsResult<()>> {
+        let h = self.handle(fh).ok()?;
+        let h = h.try_lock().ok()?;
+        Some(self.fill_dir(&h, offset, plus, add))
+    }
+
+    fn fill_dir(
+        &self,
+        h: &OpenHandle,
+        offset: u64,
+        plus: bool,
+        mut add: impl FnMut(u64, &str, &Attr) -> bool,
+    ) -> FsResult<()> {
         let Handle::Dir(entries) = &h.handle else {
             return Err(FsError::BadHandle);
         };

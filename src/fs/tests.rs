@@ -374,6 +374,35 @@ async fn ls_l_costs_one_list_per_thousand_entries_and_no_head() {
 }
 
 #[tokio::test]
+async fn new_names_in_an_expired_listing_cost_one_relist_not_a_probe_each() {
+    let p = Arc::new(Probe::default());
+    let meta = crate::meta::MetaConfig { ttl: Some(Duration::from_millis(200)), ..Default::default() };
+    let fs = Fs::new(p.clone(), FsOptions { meta, ..opts() });
+    put(&p, "small/a", b"1").await;
+    for i in 0..2500 {
+        put(&p, &format!("big/f{i:05}"), b"x").await;
+    }
+    let (small, big) = (fs.lookup(ROOT, "small").await.unwrap().ino, fs.lookup(ROOT, "big").await.unwrap().ino);
+    ls_l(&fs, small).await;
+    ls_l(&fs, big).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    put(&p, "small/theirs", b"2").await;
+    let before = counts(&p);
+    for i in 0..20 {
+        assert!(fs.lookup(small, &format!("new{i}")).await.is_err());
+    }
+    assert_eq!(fs.lookup(small, "theirs").await.unwrap().size, 1, "another client's file is seen");
+    let after = counts(&p);
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 0), "one LIST answers them all");
+    // A three-page listing: one probe (HEAD + LIST) first, then listing again is cheaper.
+    for i in 0..20 {
+        assert!(fs.lookup(big, &format!("new{i}")).await.is_err());
+    }
+    let last = counts(&p);
+    assert_eq!((last.0 - after.0, last.1 - after.1), (1 + 3, 1));
+}
+
+#[tokio::test]
 async fn listing_shows_our_changes_at_once_and_others_after_the_ttl() {
     let (p, fs) = setup();
     put(&p, "d/a", b"1").await;

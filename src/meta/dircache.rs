@@ -18,6 +18,8 @@ pub type Entries = Arc<Vec<DirEntry>>;
 struct Listing {
     entries: Entries,
     at: Instant,
+    /// Names probed one by one since the listing expired (see `worth_relisting`).
+    probes: usize,
 }
 
 impl Listing {
@@ -51,12 +53,30 @@ impl DirCache {
         Some(l.find(name).ok().map(|i| l.entries[i].found.clone()))
     }
 
+    /// Whether a lookup in `dir`, whose listing expired, should list it again rather
+    /// than probe the name (a HEAD and a LIST). Ski rental: probing continues until the
+    /// probes have cost about what listing again costs (one LIST per 1000 entries);
+    /// a one-page directory is listed again at once. Counts this lookup as a probe
+    /// when the answer is no.
+    pub fn worth_relisting(&self, dir: u64) -> bool {
+        let mut dirs = self.dirs.lock().unwrap();
+        let Some(l) = dirs.peek_mut(&dir).filter(|l| !self.cfg.fresh(l.at)) else {
+            return false;
+        };
+        let pages = l.entries.len().div_ceil(1000).max(1);
+        let relist = pages <= 2 * l.probes + 1;
+        if !relist {
+            l.probes += 1;
+        }
+        relist
+    }
+
     /// Caches a listing; `entries` must be sorted by name (as `list_dir` returns them).
     pub fn put(&self, dir: u64, entries: Entries) {
         if self.cfg.ttl.is_some_and(|t| t.is_zero()) {
             return;
         }
-        self.dirs.lock().unwrap().put(dir, Listing { entries, at: Instant::now() });
+        self.dirs.lock().unwrap().put(dir, Listing { entries, at: Instant::now(), probes: 0 });
     }
 
     /// Records our own change in a cached listing (no-op when `dir` is not cached).
