@@ -294,7 +294,10 @@ impl Filesystem for FuseAdapter {
         self.spawn("open", move |fs| async move {
             match fs.open(ino.0, mode, pid).await {
                 Ok(o) => {
-                    let flags = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                    let mut flags = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                    if write_only(mode) {
+                        flags |= FopenFlags::FOPEN_DIRECT_IO;
+                    }
                     reply.opened(FileHandle(o.fh), flags)
                 }
                 Err(e) => reply.error(errno(&e)),
@@ -445,9 +448,11 @@ impl Filesystem for FuseAdapter {
         name: &OsStr,
         mode: u32,
         _umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
+        let open_flags =
+            if write_only(OpenMode::from_flags(flags)) { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
         let name = name_or_reply!(name, reply);
         let (ttl, pid, uid, gid) = (self.ttl, req.pid(), req.uid(), req.gid());
         self.spawn("create", move |fs| async move {
@@ -462,11 +467,18 @@ impl Filesystem for FuseAdapter {
                 Err(e) => Err(e),
             };
             match made {
-                Ok((a, fh)) => reply.created(&ttl, &file_attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty()),
+                Ok((a, fh)) => reply.created(&ttl, &file_attr(&a), Generation(0), FileHandle(fh), open_flags),
                 Err(e) => reply.error(errno(&e)),
             }
         });
     }
+}
+
+/// Write-only handles bypass the page cache: the kernel then hands each write over
+/// without first copying it into cache pages nobody reads through this handle. (A
+/// shared writable mmap needs a readable fd, so it never meets this mode.)
+fn write_only(mode: OpenMode) -> bool {
+    mode.write && !mode.read
 }
 
 /// ReplyDirectory and ReplyDirectoryPlus end the same way.
