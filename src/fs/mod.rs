@@ -222,16 +222,16 @@ impl Fs {
 
     /// A directory whose listing expired is listed again rather than probed name by
     /// name once that is cheaper (`DirCache::worth_relisting`), so `cp -r` into it
-    /// keeps costing one PUT per file, not a HEAD and a LIST more. True when `name` is
-    /// absent from the new listing; a name that is there is still probed (a listing
-    /// cannot tell a symlink or a mode).
-    async fn relisted_without(&self, parent: u64, dir: &Inode, name: &str) -> FsResult<bool> {
+    /// keeps costing one PUT per file, not a HEAD and a LIST more. The new listing then
+    /// answers as any fresh one does. `None`: probe instead.
+    async fn relist_lookup(&self, parent: u64, dir: &Inode, name: &str) -> FsResult<Option<Option<Found>>> {
         // With --read-metadata-on-list a listing costs a HEAD per entry: never cheaper.
         if self.opts.meta.metadata_on_list || !self.listings.worth_relisting(parent) {
-            return Ok(false);
+            return Ok(None);
         }
         let entries = self.fetch_listing(parent, dir).await?;
-        Ok(entries.binary_search_by(|e| e.name.as_str().cmp(name)).is_err())
+        let at = entries.binary_search_by(|e| e.name.as_str().cmp(name));
+        Ok(Some(at.ok().map(|i| entries[i].found.clone())))
     }
 
     /// Lists `dir` from the store (with each entry's metadata under
@@ -270,10 +270,9 @@ impl Fs {
             }
             None => {
                 m.cache("entry", false);
-                if self.relisted_without(parent, &dir, name).await? {
-                    None
-                } else {
-                    self.probe(&dir.child_path(name)).await?
+                match self.relist_lookup(parent, &dir, name).await? {
+                    Some(listed) => listed,
+                    None => self.probe(&dir.child_path(name)).await?,
                 }
             }
         };
