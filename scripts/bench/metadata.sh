@@ -75,7 +75,8 @@ for c in $CLIENTS; do
   measure "$c" "stat flat x2" 'ls -f "$M/flat" >/dev/null; for i in 1 2; do find "$M/flat" -type f -print0 | xargs -0 stat >/dev/null; done'
   # Timed until every object is in the bucket: rclone uploads after close.
   measure "$c" "cp -r in" 'cp -r "'"$SRC"'" "$M/cp-'"$c"'-$RUN";
-    until [ "$("$RAW_BIN" count "cp-'"$c"'-$RUN/" | cut -d" " -f2)" = '"$SMALL"' ]; do sleep 0.05; done'
+    until [ "$("$RAW_BIN" count "cp-'"$c"'-$RUN/" | cut -d" " -f2)" = '"$SMALL"' ]; do
+      [ $SECONDS -lt 300 ] || { echo "objects not in the bucket after 300 s" >&2; exit 1; }; sleep 0.05; done'
   measure "$c" "cp -r out" 'rm -rf "'"$BENCH_DIR"'/out"; cp -r "$M/cp-'"$c"'-$RUN" "'"$BENCH_DIR"'/out"'
 done
 

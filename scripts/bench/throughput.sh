@@ -65,7 +65,8 @@ for c in $CLIENTS; do
     $([ "$c" = rstore ] && echo --max-memory 256M)
   # Timed until the object is complete in the bucket: rclone uploads after close.
   measure "$c" "write" 'dd if=/dev/zero of="$M/w-'"$c"'-$RUN" bs=1M count='"$MIB"' status=none;
-    until [ "$("$RAW_BIN" head "w-'"$c"'-$RUN" | cut -d" " -f2)" = '"$((MIB * 1048576))"' ]; do sleep 0.05; done'
+    until [ "$("$RAW_BIN" head "w-'"$c"'-$RUN" | cut -d" " -f2)" = '"$((MIB * 1048576))"' ]; do
+      [ $SECONDS -lt 300 ] || { echo "objects not in the bucket after 300 s" >&2; exit 1; }; sleep 0.05; done'
   # Timed inside one process (open + read of 1 MiB), as the raw GET is: no fork/exec.
   SELF_TIMED=1 measure "$c" "ttfb" '"$RAW_BIN" read-file "$M/obj2" 1M'
 done
