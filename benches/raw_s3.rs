@@ -43,6 +43,19 @@ async fn client() -> Client {
     Client::from_conf(conf)
 }
 
+/// A PUT as the mount sends it: CRC32 checksum, unsigned payload.
+async fn put(c: &Client, b: &str, key: &str, body: Vec<u8>) {
+    c.put_object()
+        .bucket(b)
+        .key(key)
+        .body(ByteStream::from(body))
+        .customize()
+        .disable_payload_signing()
+        .send()
+        .await
+        .unwrap();
+}
+
 fn num(s: &str) -> u64 {
     parse_size::parse_size(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
@@ -103,15 +116,7 @@ async fn main() {
             let jobs = (0..num(n)).map(|i| {
                 let (c, b, key, body) = (c.clone(), b.clone(), format!("{prefix}f{i:06}"), body.clone());
                 async move {
-                    c.put_object()
-                        .bucket(b)
-                        .key(key)
-                        .body(ByteStream::from(body))
-                        .customize()
-                        .disable_payload_signing()
-                        .send()
-                        .await
-                        .unwrap();
+                    put(&c, &b, &key, body).await;
                 }
             });
             parallel(num(conc) as usize, jobs.collect()).await;
@@ -135,15 +140,7 @@ async fn main() {
                 let key = format!("{prefix}{}", p.file_name().unwrap().to_string_lossy());
                 async move {
                     let body = tokio::fs::read(&p).await.unwrap();
-                    c.put_object()
-                        .bucket(b)
-                        .key(key)
-                        .body(ByteStream::from(body))
-                        .customize()
-                        .disable_payload_signing()
-                        .send()
-                        .await
-                        .unwrap();
+                    put(&c, &b, &key, body).await;
                 }
             });
             parallel(num(conc) as usize, jobs.collect()).await;
