@@ -15,9 +15,9 @@ use fuser::{
     WriteFlags,
 };
 
-use crate::fs::file::OpenMode;
+use crate::fs::file::{OpenMode, Opened};
 use crate::fs::rename;
-use crate::fs::{Attr, Fs, FsError, Kind, SetAttr};
+use crate::fs::{Attr, Fs, FsError, KernelCache, Kind, SetAttr};
 
 const MAX_WRITE: u32 = 1024 * 1024;
 pub(crate) const MAX_READAHEAD: u32 = 1024 * 1024;
@@ -293,13 +293,7 @@ impl Filesystem for FuseAdapter {
         let (mode, pid) = (OpenMode::from_flags(flags.0), req.pid());
         self.spawn("open", move |fs| async move {
             match fs.open(ino.0, mode, pid).await {
-                Ok(o) => {
-                    let mut flags = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
-                    if write_only(mode) {
-                        flags |= FopenFlags::FOPEN_DIRECT_IO;
-                    }
-                    reply.opened(FileHandle(o.fh), flags)
-                }
+                Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -451,34 +445,50 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let open_flags =
-            if write_only(OpenMode::from_flags(flags)) { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
         let name = name_or_reply!(name, reply);
         let (ttl, pid, uid, gid) = (self.ttl, req.pid(), req.uid(), req.gid());
+        let how = OpenMode::from_flags(flags);
         self.spawn("create", move |fs| async move {
-            let made = match fs.create(parent.0, &name, mode, pid).await {
-                Ok((a, fh)) => match fs.owned_by(a, uid, gid).await {
-                    Ok(a) => Ok((a, fh)),
+            let made = match fs.create_with(parent.0, &name, mode, how, pid).await {
+                Ok((a, o)) => match fs.owned_by(a, uid, gid).await {
+                    Ok(a) => Ok((a, o)),
                     Err(e) => {
-                        let _ = fs.release(fh).await; // the kernel never saw this handle
+                        let _ = fs.release(o.fh).await; // the kernel never saw this handle
                         Err(e)
                     }
                 },
                 Err(e) => Err(e),
             };
             match made {
-                Ok((a, fh)) => reply.created(&ttl, &file_attr(&a), Generation(0), FileHandle(fh), open_flags),
+                Ok((a, o)) => reply.created(&ttl, &file_attr(&a), Generation(0), FileHandle(o.fh), fopen_flags(&o)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
     }
 }
 
-/// Write-only handles bypass the page cache: the kernel then hands each write over
-/// without first copying it into cache pages nobody reads through this handle. (A
-/// shared writable mmap needs a readable fd, so it never meets this mode.)
-fn write_only(mode: OpenMode) -> bool {
-    mode.write && !mode.read
+fn fopen_flags(o: &Opened) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
+    if o.keep_cache {
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if o.direct_io {
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    flags
+}
+
+/// Drops the kernel's cached pages of a file through a FUSE notification
+/// (FUSE_NOTIFY_INVAL_INODE), when the fs layer changed bytes behind the page cache.
+pub struct KernelPages(pub fuser::Notifier);
+
+impl KernelCache for KernelPages {
+    fn invalidate(&self, ino: u64, offset: u64, len: u64) {
+        // ENOENT: the kernel no longer has the inode, so it caches nothing of it either.
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), offset as i64, len as i64) {
+            tracing::debug!(ino, error = %e, "page cache invalidation not delivered");
+        }
+    }
 }
 
 /// ReplyDirectory and ReplyDirectoryPlus end the same way.

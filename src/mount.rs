@@ -142,6 +142,7 @@ fn start(req: &MountRequest) -> Result<Started, Failure> {
             _ => format!("cannot mount at {shown}: {e}"),
         }
     })?;
+    fs.set_kernel_cache(Box::new(crate::fuse::KernelPages(session.notifier())));
     widen_readahead(&resolved);
     Ok((rt, fs, session))
 }

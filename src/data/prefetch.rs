@@ -129,6 +129,11 @@ impl Prefetcher {
         Self { store, key, size, etag, cfg, budget, parts: VecDeque::new(), scheduled_to: 0, window, last_end: None }
     }
 
+    /// The object version this reader is pinned to: its key and ETag.
+    pub fn version(&self) -> (&str, Option<&str>) {
+        (&self.key, self.etag.as_deref())
+    }
+
     /// Reads up to `len` bytes at `offset` (short only at end of file).
     pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes> {
         let Some(end) = self.prepare(offset, len) else { return Ok(Bytes::new()) };

@@ -107,6 +107,26 @@ impl Upload {
         self.written
     }
 
+    /// Bytes `offset..offset + len` if they are still in memory (not yet sent); past
+    /// the end, empty. `None` when part of the range already left in a sent part.
+    pub fn read_buffered(&self, offset: u64, len: u64) -> Option<Bytes> {
+        let start = self.written - self.buf.len() as u64;
+        if offset >= self.written {
+            return Some(Bytes::new());
+        }
+        if offset < start {
+            return None;
+        }
+        let end = (offset + len).min(self.written);
+        Some(Bytes::copy_from_slice(&self.buf[(offset - start) as usize..(end - start) as usize]))
+    }
+
+    /// Whether a part was sent (a multipart upload exists): the bytes written so far
+    /// can no longer all be read back from memory.
+    pub fn sent_any(&self) -> bool {
+        self.mpu.is_some()
+    }
+
     /// The bytes written so far if none has left memory yet (no part sent), so the
     /// writer can move them elsewhere.
     pub fn take_buffered(&mut self) -> Option<bytes::Bytes> {

@@ -1,29 +1,37 @@
-//! Open files: create/open/read/write/flush/fsync/release and truncate.
+//! Open files: create/open/read/flush/fsync/release. Every handle of one inode goes
+//! through the inode's shared [`OpenFile`]: what one fd wrote, every fd reads.
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::handle::{Handle, Writer};
+use super::handle::{FileHandle, Handle};
 use super::inode::{Found, Inode};
+use super::open_file::{FileRef, OpenFile};
 use super::{Attr, Fs, FsError, FsResult, Kind};
+use crate::backend::{BackendError, ObjectMeta};
 use crate::data::Prefetcher;
 
-/// An open file handle, and whether the kernel may keep the pages it cached for this
-/// file (same ETag as at the previous open: the object did not change).
+/// An open file handle and how the kernel should treat it.
 #[derive(Clone, Copy, Debug)]
 pub struct Opened {
     pub fh: u64,
+    /// The kernel may keep the pages it cached for this file (same ETag as at the
+    /// previous open: the object did not change).
     pub keep_cache: bool,
+    /// Reads and writes bypass the kernel's page cache (FOPEN_DIRECT_IO).
+    pub direct_io: bool,
 }
 
 /// How a file is opened, decoded from open(2) flags by the adapter.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenMode {
     pub write: bool,
     pub read: bool,
     pub truncate: bool,
     pub append: bool,
+    /// O_EXCL: creating a name that exists fails with EEXIST.
+    pub exclusive: bool,
 }
 
 impl OpenMode {
@@ -34,21 +42,50 @@ impl OpenMode {
             read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
             truncate: flags & libc::O_TRUNC != 0,
             append: flags & libc::O_APPEND != 0,
+            exclusive: flags & libc::O_EXCL != 0,
         }
+    }
+
+    /// Write-only handles bypass the page cache: the kernel then hands each write over
+    /// without first copying it into cache pages nobody reads through this handle. (A
+    /// shared writable mmap needs a readable fd, so it never meets this mode.) Other
+    /// handles' cached pages are dropped when such a write lands (`Fs::write`).
+    fn direct_io(&self) -> bool {
+        self.write && !self.read
     }
 }
 
 impl Fs {
+    /// creat(2): a new empty file open for writing only.
     pub async fn create(&self, parent: u64, name: &str, mode: u32, pid: u32) -> FsResult<(Attr, u64)> {
+        let how = OpenMode { write: true, truncate: true, ..OpenMode::default() };
+        self.create_with(parent, name, mode, how, pid).await.map(|(a, o)| (a, o.fh))
+    }
+
+    /// open(2) with O_CREAT of a name the kernel believes free. A file this mount
+    /// already has under that name (being written here) is opened as it is, as open(2)
+    /// does; with O_EXCL that is EEXIST. The returned entry counts as a lookup.
+    pub async fn create_with(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        how: OpenMode,
+        pid: u32,
+    ) -> FsResult<(Attr, Opened)> {
         self.check_writable()?;
         Self::check_name(name)?;
         self.dir(parent)?;
         if let Some(existing) = self.cached_child(parent, name) {
-            if existing.kind == Kind::Dir {
-                return Err(FsError::IsDir);
-            }
-            if existing.writing {
-                return Err(FsError::Busy("the file is already open for writing"));
+            match existing.kind {
+                Kind::Dir => return Err(FsError::IsDir),
+                _ if how.exclusive => return Err(FsError::Exists),
+                _ if existing.writing => {
+                    let opened = self.open(existing.ino, how, pid).await?;
+                    self.inodes.lock().unwrap().add_lookup(existing.ino);
+                    return Ok((self.attr_of(&self.inode(existing.ino)?), opened));
+                }
+                _ => {}
             }
         }
         self.negative.remove(parent, name);
@@ -63,113 +100,143 @@ impl Fs {
             i.lookups += 1;
             ino
         };
-        let key = self.inode(ino)?.key();
-        let writer = Writer {
-            key,
-            base: None,
-            truncated: true,
-            created: true,
-            upload: None,
-            staged: None,
-            unlinked: false,
-            broken: false,
-            opener_pid: pid,
-        };
-        let fh = self.add_handle(ino, Handle::Write(Box::new(writer)));
-        self.writers.add(ino, fh);
-        Ok((self.attr_of(&self.inode(ino)?), fh))
+        let i = self.inode(ino)?;
+        let file = self.files.get_or_create(ino, || OpenFile::new(i.key()));
+        {
+            // The name may have had an inode with open handles: they now see the new, empty file.
+            let mut s = file.lock().await;
+            self.truncate_state(ino, &mut s, 0).await?;
+            (s.created, s.unlinked, s.broken) = (true, false, false);
+        }
+        let opened = self.attach(&i, file, how, pid).await?;
+        Ok((self.attr_of(&self.inode(ino)?), opened))
     }
 
-    pub async fn open(&self, ino: u64, mode: OpenMode, pid: u32) -> FsResult<Opened> {
+    pub async fn open(&self, ino: u64, how: OpenMode, pid: u32) -> FsResult<Opened> {
         let i = self.inode(ino)?;
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        if mode.write {
-            if let Some(cur) = self.inodes.lock().unwrap().get_mut(ino) {
-                cur.cached_etag = None;
-            }
-            return self.open_write(i, mode, pid).await.map(|fh| Opened { fh, keep_cache: false });
+        if how.write {
+            self.check_writable()?;
         }
-        // A file created or truncated here and not yet written reads as empty
-        // (`touch f; cat f` before the empty object lands at release).
-        let size = match (i.writing, i.size) {
-            (true, 0) => 0,
-            (true, _) => return Err(FsError::Busy("the file is being written and not yet uploaded")),
-            // Revalidate so the reader sees the current object, and pin its ETag.
-            (false, _) => self.getattr(ino).await?.size,
-        };
-        let (key, etag, keep_cache) = {
-            let mut table = self.inodes.lock().unwrap();
-            let i = table.get_mut(ino).ok_or(FsError::NotFound)?;
-            let keep = i.etag.is_some() && i.etag == i.cached_etag;
-            i.cached_etag = i.etag.clone();
-            (i.key(), i.etag.clone(), keep)
-        };
-        let reader =
-            Prefetcher::new(self.store.clone(), key, size, etag, self.opts.prefetch.clone(), self.budget.clone());
-        let fh = self.add_handle(ino, Handle::Read(Box::new(reader)));
-        Ok(Opened { fh, keep_cache })
+        let file = self.files.get_or_create(ino, || OpenFile::new(i.key()));
+        {
+            let mut s = file.lock().await;
+            // Nothing of this file is open for writing or pending here: the store holds
+            // the truth, and this open sees its current version (close-to-open).
+            if s.writers == 0 && !s.pending() {
+                let current = self.current_version(&i, how.write).await?;
+                s.rebase(current);
+            }
+            if how.truncate && how.write {
+                self.truncate_state(ino, &mut s, 0).await?;
+            }
+        }
+        self.attach(&i, file, how, pid).await
     }
 
-    async fn open_write(&self, i: Inode, mode: OpenMode, pid: u32) -> FsResult<u64> {
-        self.check_writable()?;
-        // What other handles wrote lands first, so this one builds on it (and a shell's
-        // `>>` right after a close whose release is still in flight sees the data).
-        for other in self.writers.of(i.ino) {
-            match self.commit(other).await {
-                Ok(()) | Err(FsError::BadHandle) => {} // released meanwhile
-                Err(e) => return Err(e),
-            }
+    /// What the store holds for `i` now. A writer HEADs (it needs the object's
+    /// metadata, to keep mode, owner and other headers on an append or overwrite); a
+    /// reader revalidates through the attribute cache.
+    async fn current_version(&self, i: &Inode, write: bool) -> FsResult<Option<ObjectMeta>> {
+        if write {
+            return match self.store.head(&i.key()).await {
+                Ok(m) => {
+                    self.learn(&m);
+                    if let Some(cur) = self.inodes.lock().unwrap().get_mut(i.ino) {
+                        cur.posix = m.user.as_ref().map(crate::fs::Posix::from_user).unwrap_or_default();
+                        (cur.size, cur.etag, cur.mtime) = (m.size, m.etag.clone(), m.last_modified);
+                    }
+                    Ok(Some(m))
+                }
+                Err(BackendError::NotFound) => Ok(None),
+                Err(e) => Err(e.into()),
+            };
         }
-        // The object as it is now, with its metadata: an append or an overwrite keeps
-        // the mode, owner and other x-amz-meta headers, and stages the right version.
-        let current = match self.store.head(&i.key()).await {
-            Ok(m) => Some(m),
-            Err(crate::backend::BackendError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(m) = &current {
-            self.learn(m);
-            if let Some(cur) = self.inodes.lock().unwrap().get_mut(i.ino) {
-                cur.posix = m.user.as_ref().map(crate::fs::Posix::from_user).unwrap_or_default();
-                (cur.size, cur.etag, cur.mtime) = (m.size, m.etag.clone(), m.last_modified);
-            }
-        }
+        self.getattr(i.ino).await?;
         let i = self.inode(i.ino)?;
-        let base = if mode.truncate { None } else { current };
-        let writer = Writer {
-            key: i.key(),
-            base,
-            truncated: mode.truncate,
-            created: false,
-            upload: None,
-            staged: None,
-            unlinked: false,
-            broken: false,
-            opener_pid: pid,
-        };
-        if mode.truncate {
-            let mut table = self.inodes.lock().unwrap();
-            if let Some(cur) = table.get_mut(i.ino) {
-                (cur.size, cur.writing) = (0, true);
+        Ok(Some(ObjectMeta { key: i.key(), size: i.size, last_modified: i.mtime, etag: i.etag.clone(), user: None }))
+    }
+
+    /// Registers a new handle of `i` on its shared state.
+    async fn attach(&self, i: &Inode, file: FileRef, how: OpenMode, pid: u32) -> FsResult<Opened> {
+        let direct_io = how.direct_io();
+        let (epoch, local, reader) = {
+            let mut s = file.lock().await;
+            if how.write {
+                s.writers += 1;
             }
-        }
-        let fh = self.add_handle(i.ino, Handle::Write(Box::new(writer)));
-        self.writers.add(i.ino, fh);
-        Ok(fh)
+            if !direct_io {
+                s.cached_handles += 1;
+            }
+            let reader = match (&s.base, how.read) {
+                (Some(b), true) => Some(self.reader_of(b)),
+                _ => None,
+            };
+            (s.epoch, s.is_local(), reader)
+        };
+        // The kernel keeps its cached pages only for an unchanged object read as it is.
+        let keep_cache = {
+            let mut table = self.inodes.lock().unwrap();
+            let cur = table.get_mut(i.ino).ok_or(FsError::NotFound)?;
+            let keep = !how.write && !local && cur.etag.is_some() && cur.etag == cur.cached_etag;
+            cur.cached_etag = if how.write || local { None } else { cur.etag.clone() };
+            keep
+        };
+        let handle = FileHandle { file, mode: how, direct_io, opener_pid: pid, wrote: false, epoch, reader };
+        let fh = self.add_handle(i.ino, Handle::File(Box::new(handle)));
+        Ok(Opened { fh, keep_cache, direct_io })
+    }
+
+    fn reader_of(&self, b: &ObjectMeta) -> Box<Prefetcher> {
+        let cfg = self.opts.prefetch.clone();
+        Box::new(Prefetcher::new(self.store.clone(), b.key.clone(), b.size, b.etag.clone(), cfg, self.budget.clone()))
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let h = self.handle(fh)?;
         let mut h = h.lock().await;
         let ino = h.ino;
-        match &mut h.handle {
-            Handle::Read(p) => Ok(p.read(offset, size as u64).await?),
-            // O_RDWR: reading back what this handle wrote needs the staged copy.
-            Handle::Write(w) => Ok(self.staged(ino, w).await?.read(offset, size as u64).await?),
-            Handle::Dir(_) => Err(FsError::IsDir),
+        let Handle::File(fh) = &mut h.handle else {
+            return Err(FsError::IsDir);
+        };
+        let file = fh.file.clone();
+        let mut s = file.lock().await;
+        if s.is_local() {
+            return self.read_local(ino, &mut s, offset, size as u64).await;
         }
+        self.follow_base(fh, &s);
+        drop(s); // the object's bytes come without holding up writers
+        match &mut fh.reader {
+            Some(r) => Ok(r.read(offset, size as u64).await?),
+            None => Ok(Bytes::new()), // no object behind the file (unlinked, never written)
+        }
+    }
+
+    /// A handle whose epoch is the state's follows the state's base: a commit made on
+    /// this mount (through any handle) is what it reads next, as on a local disk.
+    fn follow_base(&self, fh: &mut FileHandle, s: &OpenFile) {
+        let Some(b) = s.base.as_ref().filter(|_| fh.epoch == s.epoch) else { return };
+        let current = fh.reader.as_ref().map(|r| r.version());
+        if current != Some((b.key.as_str(), b.etag.as_deref())) {
+            fh.reader = Some(self.reader_of(b));
+        }
+    }
+
+    /// A read of content that lives here: the staged file, the bytes a streaming upload
+    /// still holds in memory, or an empty new file. A read of bytes already sent in a
+    /// part turns the stream into a staged file (see `staged`).
+    async fn read_local(&self, ino: u64, s: &mut OpenFile, offset: u64, len: u64) -> FsResult<Bytes> {
+        if let Some(up) = s.upload.as_ref().filter(|_| s.staged.is_none()) {
+            if let Some(bytes) = up.read_buffered(offset, len) {
+                return Ok(bytes);
+            }
+        }
+        if s.staged.is_none() && s.upload.is_none() {
+            return Ok(Bytes::new()); // created or truncated, nothing written yet
+        }
+        Ok(self.staged(ino, s).await?.read(offset, len).await?)
     }
 
     /// A read served on the calling thread when its bytes are already fetched (no task
@@ -177,44 +244,98 @@ impl Fs {
     pub fn try_read_now(&self, fh: u64, offset: u64, size: u32) -> Option<FsResult<Bytes>> {
         let h = self.handle(fh).ok()?;
         let mut h = h.try_lock().ok()?;
-        let Handle::Read(p) = &mut h.handle else { return None };
-        let r = p.try_read(offset, size as u64).map(|r| r.map_err(FsError::from));
+        let Handle::File(fh) = &mut h.handle else { return None };
+        let file = fh.file.clone();
+        let s = file.try_lock().ok()?;
+        if s.is_local() {
+            return None;
+        }
+        self.follow_base(fh, &s);
+        drop(s);
+        let r = fh.reader.as_mut()?.try_read(offset, size as u64).map(|r| r.map_err(FsError::from));
         crate::metrics::get().prefetch(r.is_some());
         r
     }
 
-    /// close(2) by the opening process: data written so far becomes the object now,
-    /// and a failure is returned here (EIO) rather than lost. Closes that carry no data
-    /// (shells dup2 then close before writing) change nothing.
+    /// close(2): by the process that opened a handle it wrote through, the file's
+    /// content becomes the object now, and a failure is returned here (EIO) rather than
+    /// lost. Closes that carry no data (shells dup2 then close before writing) change
+    /// nothing.
     pub async fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
         let h = self.handle(fh)?;
-        let h = h.lock().await;
-        match &h.handle {
-            Handle::Write(w) if w.has_data() && w.opener_pid == pid => {}
+        let mut h = h.lock().await;
+        let ino = h.ino;
+        let file = match &mut h.handle {
+            Handle::File(f) if f.wrote && f.opener_pid == pid => {
+                f.wrote = false;
+                f.file.clone()
+            }
             _ => return Ok(()),
-        }
+        };
         drop(h);
-        self.commit(fh).await
+        self.commit(ino, &file).await
     }
 
     /// fsync(2): commit now.
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
-        self.commit(fh).await
+        let (ino, file) = self.file_of(fh).await?;
+        self.commit(ino, &file).await
     }
 
-    /// Last close: commit whatever is pending.
+    /// The last close of a handle. The last writer's release commits whatever is still
+    /// pending; if that fails, the data is dropped (the store keeps the old object)
+    /// and the error is returned.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
-        let result = self.commit(fh).await;
-        if let Ok(h) = self.handle(fh) {
-            let ino = h.lock().await.ino;
-            self.writers.remove(ino, fh);
+        let result = self.release_file(fh).await;
+        self.remove_handle(fh); // last: the inode stays known while the commit updates it
+        result
+    }
+
+    async fn release_file(&self, fh: u64) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        let (ino, file, mode, direct_io) = {
+            let h = h.lock().await;
+            match &h.handle {
+                Handle::File(f) => (h.ino, f.file.clone(), f.mode, f.direct_io),
+                Handle::Dir(_) => return Ok(()),
+            }
+        };
+        let last_writer = {
+            let mut s = file.lock().await;
+            if !direct_io {
+                s.cached_handles = s.cached_handles.saturating_sub(1);
+            }
+            if mode.write {
+                s.writers = s.writers.saturating_sub(1);
+            }
+            mode.write && s.writers == 0
+        };
+        if !last_writer {
+            return Ok(());
+        }
+        let result = self.commit(ino, &file).await;
+        let mut s = file.lock().await;
+        if s.writers == 0 {
+            s.broken = false; // the loss was reported; a later writer starts afresh
             if result.is_err() {
                 // The last chance is gone: the store keeps the old object (or none).
-                tracing::error!(ino, "data of a closed file could not be uploaded and is dropped");
-                self.upload_failed(ino, false);
+                tracing::error!(ino, key = %s.key, "data of a closed file could not be uploaded and is dropped");
+                let created = s.created;
+                (s.staged, s.upload, s.created, s.truncated) = (None, None, false, false);
+                drop(s);
+                self.upload_failed(ino, created);
             }
         }
-        self.remove_handle(fh);
         result
+    }
+
+    /// The inode and shared state of an open file handle.
+    pub(super) async fn file_of(&self, fh: u64) -> FsResult<(u64, FileRef)> {
+        let h = self.handle(fh)?;
+        let h = h.lock().await;
+        match &h.handle {
+            Handle::File(f) => Ok((h.ino, f.file.clone())),
+            Handle::Dir(_) => Err(FsError::IsDir),
+        }
     }
 }

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::handle::Handle;
 use super::inode::{Found, Inode};
 use super::{Attr, Fs, FsError, FsResult, Kind, Posix, SetAttr};
 use crate::backend::{BackendError, UserMeta};
@@ -71,17 +70,16 @@ impl Fs {
         match i.kind {
             Kind::Dir => self.learn_dir(&key, p),
             _ => {
-                // Same bytes, new ETag: open writers keep building on this object.
-                for fh in self.writers.of(i.ino) {
-                    let Ok(h) = self.handle(fh) else { continue };
-                    let mut h = h.lock().await;
-                    if let Handle::Write(w) = &mut h.handle {
-                        if let Some(s) = &mut w.staged {
-                            s.retag(&key, meta.etag.clone());
-                        }
-                        if let Some(b) = w.base.as_mut().filter(|b| b.key == key) {
-                            (b.etag, b.user) = (meta.etag.clone(), meta.user.clone());
-                        }
+                // Same bytes, new ETag: the open file keeps building on this object.
+                if let Some(file) = self.files.get(i.ino) {
+                    let mut s = file.lock().await;
+                    if let Some(st) = &mut s.staged {
+                        st.retag(&key, meta.etag.clone());
+                    }
+                    if s.base.as_ref().is_some_and(|b| b.key == key) {
+                        let mut b = s.base.clone().expect("checked");
+                        (b.etag, b.user) = (meta.etag.clone(), meta.user.clone());
+                        s.adopt(b);
                     }
                 }
                 self.committed(i.ino, Some(meta));
@@ -91,16 +89,10 @@ impl Fs {
     }
 
     async fn has_pending_upload(&self, ino: u64) -> bool {
-        for fh in self.writers.of(ino) {
-            if let Ok(h) = self.handle(fh) {
-                if let Handle::Write(w) = &h.lock().await.handle {
-                    if w.has_data() || w.must_put() {
-                        return true;
-                    }
-                }
-            }
+        match self.files.get(ino) {
+            Some(file) => file.lock().await.pending(),
+            None => false,
         }
-        false
     }
 
     /// A new entry made by another user (with --allow-other) belongs to that user, as

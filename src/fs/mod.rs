@@ -6,6 +6,7 @@ pub mod file;
 pub mod handle;
 pub mod inode;
 mod metadata;
+pub mod open_file;
 pub mod rename;
 mod write;
 
@@ -18,7 +19,8 @@ use bytes::Bytes;
 
 pub use attr::{Attr, Kind, Ownership, Posix};
 pub use error::{FsError, FsResult};
-use handle::{Handle, OpenHandle, Writers};
+use handle::{Handle, OpenHandle};
+use open_file::OpenFiles;
 use inode::{Found, Inode, InodeTable};
 
 use crate::backend::{BackendError, DynStore};
@@ -58,11 +60,38 @@ pub struct StatFs {
     pub namelen: u32,
 }
 
+/// The largest file (bytes) that handles only reading it keep whole when its name is
+/// unlinked: it is copied to the staging area first. Larger ones are not downloaded.
+const ORPHAN_COPY_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// The version a directory's remembered metadata is filed under: common prefixes
 /// have no ETag, and a directory's mode changes only through chmod.
 const DIR_VERSION: &str = "dir";
 
 type SharedHandle = Arc<tokio::sync::Mutex<OpenHandle>>;
+
+/// What the kernel caches of file contents, as far as the fs layer must manage it:
+/// implemented by the FUSE adapter with invalidation notifications; nothing to do
+/// without a kernel (unit tests).
+pub trait KernelCache: Send + Sync {
+    /// Drops the kernel's cached pages of inode `ino` that overlap bytes
+    /// `offset..offset + len`. Must not be called on the FUSE session's thread nor with
+    /// a lock held that a FUSE request may wait for: the kernel may wait for a read in
+    /// flight before it answers.
+    fn invalidate(&self, ino: u64, offset: u64, len: u64);
+}
+
+/// The kernel cache hook, set once the session exists.
+#[derive(Default)]
+struct KernelCacheSlot(std::sync::OnceLock<Box<dyn KernelCache>>);
+
+impl KernelCacheSlot {
+    fn invalidate(&self, ino: u64, offset: u64, len: u64) {
+        if let Some(k) = self.0.get() {
+            k.invalidate(ino, offset, len);
+        }
+    }
+}
 
 pub struct Fs {
     store: DynStore,
@@ -72,7 +101,9 @@ pub struct Fs {
     listings: DirCache,
     known: PosixCache,
     handles: Mutex<HashMap<u64, (u64, SharedHandle)>>,
-    writers: Writers,
+    /// The shared state of every file with an open handle, by inode.
+    files: OpenFiles,
+    kernel_cache: KernelCacheSlot,
     next_fh: AtomicU64,
     budget: MemoryBudget,
     uploader: Uploader,
@@ -97,7 +128,8 @@ impl Fs {
             opts,
             inodes: Mutex::new(InodeTable::new(mount_time)),
             handles: Mutex::new(HashMap::new()),
-            writers: Writers::default(),
+            files: OpenFiles::default(),
+            kernel_cache: KernelCacheSlot::default(),
             next_fh: AtomicU64::new(1),
             mount_time,
         }
@@ -105,6 +137,14 @@ impl Fs {
 
     pub fn budget(&self) -> &MemoryBudget {
         &self.budget
+    }
+
+    /// Lets the fs drop pages the kernel caches (see `KernelCache`); set once, by the
+    /// adapter, when the session exists.
+    pub fn set_kernel_cache(&self, k: Box<dyn KernelCache>) {
+        if self.kernel_cache.0.set(k).is_err() {
+            tracing::warn!("the kernel cache hook was set twice; keeping the first");
+        }
     }
 
     fn attr_of(&self, i: &Inode) -> Attr {
@@ -362,31 +402,28 @@ impl Fs {
         Ok(())
     }
 
-    /// Before the object goes (unlink, rename over it): staged writers fetch what they
-    /// still need from it, so their file stays whole for the program that holds it.
+    /// Before the object goes (unlink, rename over it): an open file fetches what it
+    /// still needs from it, so the programs holding it keep reading and writing a
+    /// whole file. A file only read is kept when at most `ORPHAN_COPY_LIMIT` bytes;
+    /// beyond that its readers keep what they fetched and later reads fail (ESTALE).
     pub(super) async fn prepare_orphans(&self, ino: u64) -> FsResult<()> {
-        for fh in self.writers.of(ino) {
-            let Ok(h) = self.handle(fh) else { continue };
-            let mut h = h.lock().await;
-            if let Handle::Write(w) = &mut h.handle {
-                if let Some(s) = &mut w.staged {
-                    s.detach().await?;
-                }
-            }
+        let Some(file) = self.files.get(ino) else { return Ok(()) };
+        let mut s = file.lock().await;
+        let keep = s.writers > 0 || s.is_local() || s.size() <= ORPHAN_COPY_LIMIT;
+        let streamed = s.upload.as_ref().is_some_and(|u| u.sent_any());
+        if keep && !streamed {
+            self.staged(ino, &mut s).await?.detach().await?;
         }
         Ok(())
     }
 
-    /// The file's name is gone: its open writers keep working but must not bring the
-    /// name back at close.
+    /// The file's name is gone: its handles keep working but must not bring the name
+    /// back at close.
     pub(super) async fn orphan_writers(&self, ino: u64) {
-        for fh in self.writers.of(ino) {
-            if let Ok(h) = self.handle(fh) {
-                if let Handle::Write(w) = &mut h.lock().await.handle {
-                    w.unlinked = true;
-                    w.base = None; // the object it built on is gone
-                }
-            }
+        if let Some(file) = self.files.get(ino) {
+            let mut s = file.lock().await;
+            s.unlinked = true;
+            s.base = None; // the object it built on is gone
         }
     }
 

@@ -3,7 +3,6 @@
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::handle::Handle;
 use super::inode::Inode;
 use super::{Fs, FsError, FsResult, Kind};
 use crate::backend::{list_all, BackendError};
@@ -108,27 +107,31 @@ impl Fs {
 
     /// Returns the new object's ETag when the server tells it.
     async fn rename_file(&self, src: &Inode, new_key: &str) -> FsResult<Option<String>> {
-        // A file still open for writing is uploaded first; the handle then writes to
-        // the new name.
-        for fh in self.writers.of(src.ino) {
-            self.commit(fh).await?;
-            let h = self.handle(fh)?;
-            let mut h = h.lock().await;
-            if let Handle::Write(w) = &mut h.handle {
-                // Everything that can fail comes before the handle changes its name.
-                if let Some(s) = &mut w.staged {
-                    s.detach().await?;
+        // An open file is uploaded first (what its handles wrote moves with it), and
+        // then keeps its data and handles under the new name.
+        let file = self.files.get(src.ino);
+        let mut state = match &file {
+            Some(file) => {
+                self.commit(src.ino, file).await?;
+                let mut s = file.lock().await;
+                // Everything that can fail comes before the file changes its name.
+                if let Some(st) = &mut s.staged {
+                    st.detach().await?;
                 }
-                w.key = new_key.to_string();
-                if let Some(b) = &mut w.base {
-                    b.key = new_key.to_string();
-                    b.etag = None;
-                }
+                Some(s)
             }
-        }
+            None => None,
+        };
         let etag = self.store.copy(&src.key(), new_key).await?;
         self.store.delete(&src.key()).await?;
         self.known.moved(&src.key(), new_key, etag.as_deref());
+        if let Some(s) = &mut state {
+            s.key = new_key.to_string();
+            if let Some(b) = &mut s.base {
+                // The copy is the file now: its handles read it (same bytes, new ETag).
+                (b.key, b.etag) = (new_key.to_string(), etag.clone());
+            }
+        }
         Ok(etag)
     }
 
@@ -141,7 +144,13 @@ impl Fs {
             let inos = table.iter().filter(|i| i.path.starts_with(&prefix)).map(|i| i.ino).collect();
             inos
         };
-        if below.iter().any(|ino| !self.writers.of(*ino).is_empty()) {
+        let mut writing = false;
+        for ino in below {
+            if let Some(file) = self.files.get(ino) {
+                writing |= file.lock().await.writers > 0;
+            }
+        }
+        if writing {
             return Err(FsError::Busy("a file below the directory is open for writing"));
         }
         let old_prefix = src.key();

@@ -1,58 +1,86 @@
-//! The write side of open files: streaming or staged writes, commit (close/fsync),
-//! truncate, and draining at unmount.
+//! The write side of open files: streaming or staged writes into the inode's shared
+//! state, commit (close/fsync), truncate, and draining at unmount.
 
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::handle::{Handle, Writer};
+use super::handle::Handle;
 use super::inode::Inode;
+use super::open_file::{FileRef, OpenFile};
 use super::{Fs, FsError, FsResult, Kind, Posix};
 use crate::backend::{BackendError, ObjectMeta};
 use crate::data::Staged;
 
+fn lost() -> FsError {
+    FsError::UploadFailed(BackendError::Other("an earlier upload of this file failed".into()))
+}
+
 impl Fs {
+    /// write(2) through handle `fh`: into the file's shared state, at `offset`, or at
+    /// the file's current end for an O_APPEND handle (atomically: the state is locked
+    /// for the whole write). Returns the bytes taken (all of `data`).
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
         let mut h = h.lock().await;
         let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else {
+        let Handle::File(f) = &mut h.handle else {
             return Err(FsError::BadHandle);
         };
-        if w.broken {
-            return Err(FsError::UploadFailed(BackendError::Other("an earlier upload of this file failed".into())));
+        if !f.mode.write {
+            return Err(FsError::BadHandle);
         }
-        if w.can_stream(offset) {
-            let key = w.key.clone();
-            if w.upload.is_none() {
-                let user = self.upload_meta(ino, w.base.as_ref().and_then(|b| b.user.as_ref()));
-                w.upload = Some(self.uploader.start(key, user));
+        let file = f.file.clone();
+        let mut s = file.lock().await;
+        if s.broken {
+            return Err(lost());
+        }
+        let before = s.size();
+        let offset = if f.mode.append { before } else { offset };
+        if s.can_stream(offset) {
+            if s.upload.is_none() {
+                let user = self.upload_meta(ino, s.headers.as_ref());
+                s.upload = Some(self.uploader.start(s.key.clone(), user));
             }
-            let up = w.upload.as_mut().expect("set above");
+            let up = s.upload.as_mut().expect("set above");
             up.write(data).await.map_err(FsError::UploadFailed)?;
         } else {
-            self.staged(ino, w).await?.write(offset, data).await?;
+            self.staged(ino, &mut s).await?.write(offset, data).await?;
         }
-        self.writers.add(ino, fh);
-        self.mark_writing(ino, w.size());
+        f.wrote = true;
+        self.mark_writing(ino, s.size());
+        // Handles reading through the page cache hold pages this write bypassed (the
+        // page holding the old end of file too): the kernel must read them again.
+        let stale_pages = f.direct_io && s.cached_handles > 0;
+        drop(s);
+        drop(h);
+        if stale_pages {
+            let from = offset.min(before);
+            self.kernel_cache.invalidate(ino, from, offset + data.len() as u64 - from);
+        }
         Ok(data.len() as u32)
     }
 
     /// A sequential write that fits in the part being filled, done on the caller's
     /// thread: no copy of the data for a task, no task hop. `None` when the write
-    /// must go the async way (handle busy, a part to send, staging, an error).
+    /// must go the async way (handle or file busy, a part to send, staging, an error,
+    /// cached pages of other handles to drop).
     pub fn try_write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<u32> {
         let h = self.handle(fh).ok()?;
         let mut h = h.try_lock().ok()?;
         let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else {
+        let Handle::File(f) = &mut h.handle else {
             return None;
         };
-        if w.broken || !w.can_stream(offset) || !w.upload.as_mut()?.try_append(data) {
+        let file = f.file.clone();
+        let mut s = file.try_lock().ok()?;
+        let offset = if f.mode.append { s.size() } else { offset };
+        let blocked = !f.mode.write || s.broken || (f.direct_io && s.cached_handles > 0);
+        if blocked || !s.can_stream(offset) || !s.upload.as_mut()?.try_append(data) {
             return None;
         }
-        self.writers.add(ino, fh);
-        self.mark_writing(ino, w.size());
+        f.wrote = true;
+        self.mark_writing(ino, s.size());
         Some(data.len() as u32)
     }
 
@@ -60,61 +88,69 @@ impl Fs {
     /// is a server-side CopyObject; anything else is refused with EOPNOTSUPP, and the
     /// kernel or the program falls back to read/write.
     pub async fn copy_file_range(&self, fh_in: u64, off_in: u64, fh_out: u64, off_out: u64, len: u64) -> FsResult<u32> {
-        let src = self.inode(self.handle(fh_in)?.lock().await.ino)?;
-        if src.writing || src.kind != Kind::File {
+        let (src_ino, src_file) = self.file_of(fh_in).await?;
+        let src = self.inode(src_ino)?;
+        if src.writing || src.kind != Kind::File || src_file.lock().await.is_local() {
             return Err(FsError::Unsupported("copying a file being written"));
         }
         if off_in >= src.size {
             return Ok(0);
         }
         let whole = off_in == 0 && off_out == 0 && len >= src.size && src.size <= u32::MAX as u64;
-        let h = self.handle(fh_out)?;
-        let mut h = h.lock().await;
-        let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else {
-            return Err(FsError::BadHandle);
-        };
-        if !whole || !w.can_stream(0) || w.upload.is_some() {
+        let (ino, file) = self.file_of(fh_out).await?;
+        let mut s = file.lock().await;
+        if !whole || !s.can_stream(0) || s.upload.is_some() || s.staged.is_some() || s.unlinked {
             return Err(FsError::Unsupported("copy_file_range of part of a file"));
         }
-        self.store.copy(&src.key(), &w.key).await?;
-        let meta = self.store.head(&w.key).await?;
+        self.store.copy(&src.key(), &s.key).await?;
+        let meta = self.store.head(&s.key).await?;
         let copied = meta.size as u32;
-        (w.created, w.truncated, w.base) = (false, false, Some(meta.clone()));
+        (s.created, s.truncated) = (false, false);
+        s.adopt(meta.clone());
         self.committed(ino, Some(meta));
         Ok(copied)
     }
 
-    /// The writer's staged file, created on first need. Bytes the streaming upload
-    /// still holds in memory move into it; if parts were already sent, the data
-    /// written so far is committed first (documented: not atomic) and staged from there.
-    pub(super) async fn staged<'w>(&self, ino: u64, w: &'w mut Writer) -> FsResult<&'w mut Staged> {
-        if w.staged.is_none() {
-            let mut upload = w.upload.take();
+    /// The file's staged copy, created on first need. Bytes the streaming upload still
+    /// holds in memory move into it; if parts were already sent, the data written so
+    /// far is committed first (documented: not atomic) and staged from there.
+    pub(super) async fn staged<'s>(&self, ino: u64, s: &'s mut OpenFile) -> FsResult<&'s mut Staged> {
+        if s.staged.is_none() {
+            let mut upload = s.upload.take();
             let buffered = upload.as_mut().and_then(|u| u.take_buffered());
             let mut staged = match (upload, buffered) {
                 (_, Some(buffered)) => {
-                    let mut s = self.staging.stage(&self.uploader, None)?;
-                    s.write(0, &buffered).await?;
-                    s
+                    let mut st = self.staging.stage(&self.uploader, None)?;
+                    st.write(0, &buffered).await?;
+                    st
+                }
+                (Some(mut streaming), None) if s.unlinked => {
+                    // Its name is gone: completing the upload would bring it back.
+                    streaming.abort().await;
+                    s.broken = true;
+                    return Err(FsError::UploadFailed(BackendError::Other(
+                        "the uploaded parts of an unlinked file cannot be read back".into(),
+                    )));
                 }
                 (Some(streaming), None) => {
                     // If this fails, the bytes already streamed are gone: no later write
-                    // or close on this handle may pretend otherwise.
+                    // or commit of this file may pretend otherwise.
                     let meta =
-                        streaming.finish().await.inspect_err(|_| w.broken = true).map_err(FsError::UploadFailed)?;
+                        streaming.finish().await.inspect_err(|_| s.broken = true).map_err(FsError::UploadFailed)?;
                     self.committed(ino, Some(meta.clone()));
-                    w.base = Some(meta.clone());
+                    (s.created, s.truncated) = (false, false);
+                    s.adopt(meta.clone());
                     self.staging.stage(&self.uploader, Some(meta))?
                 }
-                (None, None) => self.staging.stage(&self.uploader, w.base.clone().filter(|b| b.size > 0))?,
+                (None, None) if s.must_put() => self.staging.stage(&self.uploader, None)?,
+                (None, None) => self.staging.stage(&self.uploader, s.base.clone().filter(|b| b.size > 0))?,
             };
-            if w.must_put() {
+            if s.must_put() {
                 staged.truncate(staged.size())?; // an empty new file must still be written
             }
-            w.staged = Some(Box::new(staged));
+            s.staged = Some(Box::new(staged));
         }
-        Ok(w.staged.as_deref_mut().expect("set above"))
+        Ok(s.staged.as_deref_mut().expect("set above"))
     }
 
     pub(super) fn mark_writing(&self, ino: u64, size: u64) {
@@ -126,58 +162,58 @@ impl Fs {
         }
     }
 
-    /// Makes the writer's data the object. Nothing written: only a created or truncated
-    /// file needs an (empty) object. The handle stays writable afterwards.
-    pub(super) async fn commit(&self, fh: u64) -> FsResult<()> {
-        let h = self.handle(fh)?;
-        let mut h = h.lock().await;
-        let ino = h.ino;
-        let Handle::Write(w) = &mut h.handle else {
-            return Ok(());
-        };
-        if w.broken {
-            return Err(FsError::UploadFailed(BackendError::Other("an earlier upload of this file failed".into())));
+    /// Makes the file's whole current content the object, once, whichever handle
+    /// asked; a no-op when nothing is pending. Handles stay writable afterwards and
+    /// build on what was uploaded.
+    pub(super) async fn commit(&self, ino: u64, file: &FileRef) -> FsResult<()> {
+        let mut s = file.lock().await;
+        if s.broken {
+            return Err(lost());
         }
-        if w.unlinked {
-            if let Some(mut up) = w.upload.take() {
+        if s.unlinked {
+            if let Some(mut up) = s.upload.take() {
                 up.abort().await;
             }
             return Ok(());
         }
-        let must_put = w.must_put();
-        let user = self.upload_meta(ino, w.base.as_ref().and_then(|b| b.user.as_ref()));
+        if !s.pending() {
+            return Ok(());
+        }
+        let must_put = s.must_put();
+        let user = self.upload_meta(ino, s.headers.as_ref());
         let wanted = self.inode(ino).map(|i| i.posix).ok();
-        let result = match (&mut w.staged, w.upload.take()) {
-            (Some(s), _) if s.modified() || must_put => s.upload(&w.key, &user).await.map(Some),
+        let key = s.key.clone();
+        let upload = s.upload.take();
+        let result = match (&mut s.staged, upload) {
+            (Some(st), _) if st.modified() || must_put => st.upload(&key, &user).await.map(Some),
             (Some(_), _) => Ok(None),
             (None, Some(mut up)) => {
                 up.set_user(user);
                 up.finish().await.map(Some)
             }
-            (None, None) if must_put => self.store.put_with(&w.key, Bytes::new(), &user).await.map(Some),
-            (None, None) => Ok(None),
+            (None, None) => self.store.put_with(&key, Bytes::new(), &user).await.map(Some),
         };
         match result {
             Ok(meta) => {
-                (w.created, w.truncated) = (false, false);
+                (s.created, s.truncated) = (false, false);
                 if let Some(m) = &meta {
-                    w.base = Some(m.clone());
+                    s.adopt(m.clone());
                 }
                 // chmod/utimens during a streaming upload: its metadata was fixed at start.
                 let sent = meta.as_ref().and_then(|m| m.user.as_ref()).map(Posix::from_user);
                 self.committed(ino, meta);
-                drop(h);
+                drop(s);
                 match (wanted, sent) {
                     (Some(want), Some(sent)) if want != sent => self.persist_posix(&self.inode(ino)?, want).await,
                     _ => Ok(()),
                 }
             }
             Err(e) => {
-                tracing::error!(key = %w.key, error = %e, "upload failed; the object was not changed");
+                tracing::error!(key = %key, error = %e, "upload failed; the object was not changed");
                 // A staged file keeps its data: the next fsync or the last close retries.
-                if w.staged.is_none() {
-                    self.upload_failed(ino, w.created);
-                    (w.created, w.truncated) = (false, false);
+                if s.staged.is_none() {
+                    self.upload_failed(ino, s.created);
+                    (s.created, s.truncated) = (false, false);
                 }
                 Err(FsError::UploadFailed(e))
             }
@@ -211,42 +247,47 @@ impl Fs {
         }
     }
 
+    /// truncate(2)/ftruncate(2). An open file is truncated in its shared state (every
+    /// handle sees the new size at once) and uploaded by its writers' close; a file
+    /// nobody writes is uploaded now.
     pub(super) async fn truncate(&self, i: &Inode, size: u64) -> FsResult<()> {
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        let writer = self.writers.latest(i.ino);
-        if let Some(fh) = writer {
-            let h = self.handle(fh)?;
-            let mut h = h.lock().await;
-            if let Handle::Write(w) = &mut h.handle {
-                return self.truncate_open(i.ino, w, size).await;
-            }
-        }
-        if size == i.size {
-            return Ok(());
-        }
-        let meta = if size == 0 {
-            self.store.put_with(&i.key(), Bytes::new(), &self.upload_meta(i.ino, None)).await?
-        } else {
+        let file = self.files.get_or_create(i.ino, || super::open_file::OpenFile::new(i.key()));
+        let mut s = file.lock().await;
+        if s.writers == 0 && !s.pending() && !s.is_local() {
+            // A closed file (or one only read): the object as the inode knows it.
             let base =
                 ObjectMeta { key: i.key(), size: i.size, last_modified: i.mtime, etag: i.etag.clone(), user: None };
-            let mut staged = self.staging.stage(&self.uploader, Some(base))?;
-            staged.truncate(size)?;
-            staged.upload(&i.key(), &self.upload_meta(i.ino, None)).await?
-        };
-        self.committed(i.ino, Some(meta));
+            if s.base.as_ref().map(|b| (&b.key, &b.etag)) != Some((&base.key, &base.etag)) {
+                s.rebase(Some(base));
+            }
+            if size == s.size() {
+                return Ok(());
+            }
+        }
+        self.truncate_state(i.ino, &mut s, size).await?;
+        let writers = s.writers;
+        drop(s);
+        if writers == 0 {
+            self.commit(i.ino, &file).await?;
+        }
         Ok(())
     }
 
-    async fn truncate_open(&self, ino: u64, w: &mut Writer, size: u64) -> FsResult<()> {
-        if size == w.size() && (size > 0 || w.upload.is_some() || w.staged.is_some() || w.must_put()) {
+    /// Sets the shared state's size to `size` bytes.
+    pub(super) async fn truncate_state(&self, ino: u64, s: &mut OpenFile, size: u64) -> FsResult<()> {
+        if size == s.size() && (size > 0 || s.is_local()) {
             return Ok(());
         }
-        if size == 0 && w.upload.is_none() && w.staged.is_none() {
-            (w.truncated, w.base) = (true, None); // streaming from 0 stays possible
+        if size == 0 && s.staged.is_none() {
+            if let Some(mut up) = s.upload.take() {
+                up.abort().await; // nothing of it stays
+            }
+            s.truncated = true; // streaming from 0 stays possible
         } else {
-            self.staged(ino, w).await?.truncate(size)?;
+            self.staged(ino, s).await?.truncate(size)?;
         }
         self.mark_writing(ino, size);
         Ok(())
@@ -255,10 +296,9 @@ impl Fs {
     /// Finishes every open upload and retries failed aborts (SIGTERM, unmount).
     /// Returns how many uploads failed.
     pub async fn drain(&self) -> usize {
-        let fhs = self.writers.all();
         let mut failed = 0;
-        for fh in fhs {
-            if self.commit(fh).await.is_err() {
+        for file in self.files.all() {
+            if self.commit(file.ino(), &file).await.is_err() {
                 failed += 1;
             }
         }
