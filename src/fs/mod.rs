@@ -578,6 +578,8 @@ impl Fs {
 }
 
 #[cfg(test)]
+mod handles_tests;
+#[cfg(test)]
 mod metadata_tests;
 #[cfg(test)]
 mod rename_tests;
