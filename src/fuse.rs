@@ -163,14 +163,14 @@ impl Filesystem for FuseAdapter {
         _atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let set = SetAttr { size, mtime: mtime.map(time_of), mode, uid, gid };
+        let set = SetAttr { size, fh: fh.map(|f| f.0), mtime: mtime.map(time_of), mode, uid, gid };
         let ttl = self.ttl;
         self.spawn("setattr", move |fs| async move {
             match fs.setattr(ino.0, set).await {

@@ -16,6 +16,9 @@ impl Fs {
         if let Some(size) = set.size {
             self.check_writable()?;
             self.truncate(&i, size).await?;
+            if let Some(fh) = set.fh {
+                self.mark_written(fh).await;
+            }
         }
         let i = self.inode(ino)?;
         let cur = self.attr_of(&i);

@@ -44,6 +44,9 @@ pub struct FsOptions {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SetAttr {
     pub size: Option<u64>,
+    /// The handle an ftruncate(2) came through: its opener's close then commits the
+    /// new size, as it would a write.
+    pub fh: Option<u64>,
     pub mtime: Option<SystemTime>,
     pub mode: Option<u32>,
     pub uid: Option<u32>,

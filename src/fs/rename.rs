@@ -4,8 +4,18 @@
 use futures::{StreamExt, TryStreamExt};
 
 use super::inode::Inode;
+use super::open_file::{FileRef, OpenFile};
 use super::{Fs, FsError, FsResult, Kind};
 use crate::backend::{list_all, BackendError};
+
+/// The open file's object was copied to `key` (whose ETag the copy returned): its
+/// handles write and read there now (same bytes, so no new epoch).
+fn moved_to(s: &mut OpenFile, key: &str, etag: Option<String>) {
+    s.key = key.to_string();
+    if let Some(b) = &mut s.base {
+        (b.key, b.etag) = (key.to_string(), etag);
+    }
+}
 
 /// How many objects a directory rename copies or deletes at once.
 const DIR_PARALLELISM: usize = 16;
@@ -108,50 +118,58 @@ impl Fs {
     /// Returns the new object's ETag when the server tells it.
     async fn rename_file(&self, src: &Inode, new_key: &str) -> FsResult<Option<String>> {
         // An open file is uploaded first (what its handles wrote moves with it), and
-        // then keeps its data and handles under the new name.
+        // then keeps its data and handles under the new name. Its state stays locked
+        // until then, so no write slips in between.
         let file = self.files.get(src.ino);
+        if let Some(file) = &file {
+            self.commit(src.ino, file).await?;
+        }
         let mut state = match &file {
-            Some(file) => {
-                self.commit(src.ino, file).await?;
-                let mut s = file.lock().await;
-                // Everything that can fail comes before the file changes its name.
-                if let Some(st) = &mut s.staged {
-                    st.detach().await?;
-                }
-                Some(s)
-            }
+            Some(file) => Some(self.hold_for_move(src.ino, file).await?),
             None => None,
         };
         let etag = self.store.copy(&src.key(), new_key).await?;
         self.store.delete(&src.key()).await?;
         self.known.moved(&src.key(), new_key, etag.as_deref());
         if let Some(s) = &mut state {
-            s.key = new_key.to_string();
-            if let Some(b) = &mut s.base {
-                // The copy is the file now: its handles read it (same bytes, new ETag).
-                (b.key, b.etag) = (new_key.to_string(), etag.clone());
-            }
+            moved_to(s, new_key, etag.clone());
         }
         Ok(etag)
     }
 
+    /// Locks an open file that is about to move: anything written since the commit
+    /// is uploaded, and the staged copy stops depending on the old object.
+    async fn hold_for_move<'f>(
+        &self,
+        ino: u64,
+        file: &'f FileRef,
+    ) -> FsResult<tokio::sync::MutexGuard<'f, OpenFile>> {
+        let mut s = file.lock().await;
+        self.commit_locked(ino, &mut s).await?;
+        if let Some(st) = &mut s.staged {
+            st.detach().await?;
+        }
+        Ok(s)
+    }
+
     async fn rename_dir(&self, src: &Inode, new_path: &str) -> FsResult<()> {
-        // Open write handles below would still name the old keys: refuse, as for a
-        // mount point in use.
-        let below: Vec<u64> = {
+        // Open files below move with the directory: what they hold is uploaded first,
+        // and they stay locked (in inode order, so two renames cannot deadlock) until
+        // their keys follow.
+        let mut below: Vec<u64> = {
             let table = self.inodes.lock().unwrap();
             let prefix = format!("{}/", src.path);
             let inos = table.iter().filter(|i| i.path.starts_with(&prefix)).map(|i| i.ino).collect();
             inos
         };
-        let mut writing = false;
-        for ino in below {
-            if let Some(file) = self.files.get(ino) {
-                writing |= file.lock().await.writers > 0;
-            }
+        below.sort_unstable();
+        let open: Vec<FileRef> = below.iter().filter_map(|ino| self.files.get(*ino)).collect();
+        for file in &open {
+            self.commit(file.ino(), file).await?;
         }
-        if writing {
-            return Err(FsError::Busy("a file below the directory is open for writing"));
+        let mut held = Vec::with_capacity(open.len());
+        for file in &open {
+            held.push(self.hold_for_move(file.ino(), file).await?);
         }
         let old_prefix = src.key();
         let new_prefix = format!("{new_path}/");
@@ -181,6 +199,12 @@ impl Fs {
             self.known.moved(from, to, version);
         }
         self.known.moved(&old_prefix, &new_prefix, Some(super::DIR_VERSION));
+        for s in &mut held {
+            let Some(rest) = s.key.strip_prefix(&old_prefix) else { continue };
+            let to = format!("{new_prefix}{rest}");
+            let etag = copied.iter().find(|(_, t, _)| *t == to).and_then(|(_, _, e)| e.clone());
+            moved_to(s, &to, etag);
+        }
         // Objects first, then directory markers deepest first: a store backed by real
         // directories (local) can only remove a directory once it is empty.
         let (markers, objects): (Vec<&String>, Vec<&String>) = keys.iter().partition(|k| k.ends_with('/'));

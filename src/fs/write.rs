@@ -167,6 +167,18 @@ impl Fs {
     /// build on what was uploaded.
     pub(super) async fn commit(&self, ino: u64, file: &FileRef) -> FsResult<()> {
         let mut s = file.lock().await;
+        let unsent = self.commit_locked(ino, &mut s).await?;
+        drop(s);
+        match unsent {
+            Some(want) => self.persist_posix(&self.inode(ino)?, want).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `commit` with the file's state already locked. Returns the POSIX attributes
+    /// the upload could not carry (a chmod during a multipart stream, whose metadata
+    /// was fixed at its start): the caller stores them once the state is unlocked.
+    pub(super) async fn commit_locked(&self, ino: u64, s: &mut OpenFile) -> FsResult<Option<Posix>> {
         if s.broken {
             return Err(lost());
         }
@@ -174,10 +186,10 @@ impl Fs {
             if let Some(mut up) = s.upload.take() {
                 up.abort().await;
             }
-            return Ok(());
+            return Ok(None);
         }
         if !s.pending() {
-            return Ok(());
+            return Ok(None);
         }
         let must_put = s.must_put();
         let user = self.upload_meta(ino, s.headers.as_ref());
@@ -199,14 +211,12 @@ impl Fs {
                 if let Some(m) = &meta {
                     s.adopt(m.clone());
                 }
-                // chmod/utimens during a streaming upload: its metadata was fixed at start.
                 let sent = meta.as_ref().and_then(|m| m.user.as_ref()).map(Posix::from_user);
                 self.committed(ino, meta);
-                drop(s);
-                match (wanted, sent) {
-                    (Some(want), Some(sent)) if want != sent => self.persist_posix(&self.inode(ino)?, want).await,
-                    _ => Ok(()),
-                }
+                Ok(match (wanted, sent) {
+                    (Some(want), Some(sent)) if want != sent => Some(want),
+                    _ => None,
+                })
             }
             Err(e) => {
                 tracing::error!(key = %key, error = %e, "upload failed; the object was not changed");
@@ -274,6 +284,15 @@ impl Fs {
             self.commit(i.ino, &file).await?;
         }
         Ok(())
+    }
+
+    /// Handle `fh` changed the file (ftruncate): its opener's close commits.
+    pub(super) async fn mark_written(&self, fh: u64) {
+        if let Ok(h) = self.handle(fh) {
+            if let Handle::File(f) = &mut h.lock().await.handle {
+                f.wrote |= f.mode.write;
+            }
+        }
     }
 
     /// Sets the shared state's size to `size` bytes.
