@@ -195,3 +195,36 @@ async fn a_shells_close_without_writing_does_not_commit_another_handles_data() {
     assert_eq!(stored(&p, "out").await, b"partial");
     fs.release(w).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_directory_rename_carries_its_open_files() {
+    let (p, fs) = setup();
+    put(&p, "d/kept", b"stored").await;
+    let d = fs.lookup(ROOT, "d").await.unwrap().ino;
+    let kept = fs.lookup(d, "kept").await.unwrap().ino;
+    let r = fs.open(kept, rd(), PID).await.unwrap().fh;
+    let (_, w) = fs.create(d, "new", 0o644, PID).await.unwrap();
+    fs.write(w, 0, b"pending").await.unwrap();
+    fs.rename(ROOT, "d", ROOT, "e", rename::RenameFlags::default()).await.unwrap();
+    assert_eq!(stored(&p, "e/new").await, b"pending", "what was written moved with the directory");
+    fs.write(w, 7, b" and more").await.unwrap();
+    assert_eq!(fs.read(r, 0, 100).await.unwrap(), &b"stored"[..], "a reader follows the move");
+    fs.release(w).await.unwrap();
+    fs.release(r).await.unwrap();
+    assert_eq!(stored(&p, "e/new").await, b"pending and more");
+    assert!(p.inner.head("d/new").await.is_err() && p.inner.head("d/kept").await.is_err());
+}
+
+#[tokio::test]
+async fn an_ftruncate_is_committed_by_its_openers_close() {
+    let (p, fs) = setup();
+    put(&p, "t", b"0123456789").await;
+    let ino = fs.lookup(ROOT, "t").await.unwrap().ino;
+    let w = fs.open(ino, OpenMode { write: true, ..OpenMode::default() }, PID).await.unwrap().fh;
+    let keep_open = fs.open(ino, OpenMode { write: true, ..OpenMode::default() }, PID + 1).await.unwrap().fh;
+    fs.setattr(ino, SetAttr { size: Some(4), fh: Some(w), ..SetAttr::default() }).await.unwrap();
+    fs.flush(w, PID).await.unwrap();
+    assert_eq!(stored(&p, "t").await, b"0123", "close(2) reports the truncate's upload");
+    fs.release(w).await.unwrap();
+    fs.release(keep_open).await.unwrap();
+}
