@@ -63,8 +63,9 @@ impl Fs {
     }
 
     /// open(2) with O_CREAT of a name the kernel believes free. A file this mount
-    /// already has under that name (being written here) is opened as it is, as open(2)
-    /// does; with O_EXCL that is EEXIST. The returned entry counts as a lookup.
+    /// knows under that name (being written here, or fresh in its cache) is opened as
+    /// it is, as open(2) does with an existing file; with O_EXCL that is EEXIST. The
+    /// returned entry counts as a lookup.
     pub async fn create_with(
         &self,
         parent: u64,
@@ -80,7 +81,7 @@ impl Fs {
             match existing.kind {
                 Kind::Dir => return Err(FsError::IsDir),
                 _ if how.exclusive => return Err(FsError::Exists),
-                _ if existing.writing => {
+                Kind::File => {
                     let opened = self.open(existing.ino, how, pid).await?;
                     self.inodes.lock().unwrap().add_lookup(existing.ino);
                     return Ok((self.attr_of(&self.inode(existing.ino)?), opened));

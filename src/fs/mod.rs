@@ -20,8 +20,8 @@ use bytes::Bytes;
 pub use attr::{Attr, Kind, Ownership, Posix};
 pub use error::{FsError, FsResult};
 use handle::{Handle, OpenHandle};
-use open_file::OpenFiles;
 use inode::{Found, Inode, InodeTable};
+use open_file::OpenFiles;
 
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, StagingArea, StagingConfig, UploadConfig, Uploader};

@@ -153,7 +153,8 @@ impl OpenFiles {
 
     /// The state of `ino`, made by `make` if nobody has it open.
     pub fn get_or_create(&self, ino: u64, make: impl FnOnce() -> OpenFile) -> FileRef {
-        let file = self.0.lock().unwrap().entry(ino).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(make()))).clone();
+        let file =
+            self.0.lock().unwrap().entry(ino).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(make()))).clone();
         FileRef { ino, file: Some(file), table: self.clone() }
     }
 

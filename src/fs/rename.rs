@@ -139,11 +139,7 @@ impl Fs {
 
     /// Locks an open file that is about to move: anything written since the commit
     /// is uploaded, and the staged copy stops depending on the old object.
-    async fn hold_for_move<'f>(
-        &self,
-        ino: u64,
-        file: &'f FileRef,
-    ) -> FsResult<tokio::sync::MutexGuard<'f, OpenFile>> {
+    async fn hold_for_move<'f>(&self, ino: u64, file: &'f FileRef) -> FsResult<tokio::sync::MutexGuard<'f, OpenFile>> {
         let mut s = file.lock().await;
         self.commit_locked(ino, &mut s).await?;
         if let Some(st) = &mut s.staged {
