@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
 
 use super::attr::{Kind, Posix};
-use crate::backend::ObjectMeta;
+pub use crate::meta::Found;
 
 pub const ROOT_INO: u64 = 1;
 
@@ -47,7 +47,14 @@ impl Inode {
 
     /// What a listing should now say about this entry.
     pub fn found(&self) -> Found {
-        Found { kind: self.kind, size: self.size, mtime: self.mtime, etag: self.etag.clone(), posix: Some(self.posix) }
+        Found {
+            kind: self.kind,
+            size: self.size,
+            mtime: self.mtime,
+            etag: self.etag.clone(),
+            posix: Some(self.posix),
+            seen: self.validated,
+        }
     }
 
     /// The next stat or open asks the store again (the object changed under us).
@@ -62,37 +69,6 @@ impl Inode {
         } else {
             format!("{}/{name}", self.path)
         }
-    }
-}
-
-/// What a lookup or listing learned about one entry.
-#[derive(Clone, Debug)]
-pub struct Found {
-    pub kind: Kind,
-    pub size: u64,
-    pub mtime: SystemTime,
-    pub etag: Option<String>,
-    /// From HEAD or our own writes; `None` from a listing (S3 lists no metadata).
-    pub posix: Option<Posix>,
-}
-
-impl Found {
-    pub fn file(size: u64, mtime: SystemTime, etag: Option<String>) -> Self {
-        Self { kind: Kind::File, size, mtime, etag, posix: None }
-    }
-
-    pub fn dir(mtime: SystemTime) -> Self {
-        Self { kind: Kind::Dir, size: 0, mtime, etag: None, posix: None }
-    }
-
-    /// An object as HEAD (or our upload) describes it: a symlink if its mode says so.
-    pub fn object(m: &ObjectMeta) -> Self {
-        let posix = m.user.as_ref().map(Posix::from_user);
-        let kind = match posix.and_then(|p| p.kind()) {
-            Some(Kind::Symlink) => Kind::Symlink,
-            _ => Kind::File,
-        };
-        Self { kind, size: m.size, mtime: m.last_modified, etag: m.etag.clone(), posix }
     }
 }
 
@@ -153,6 +129,11 @@ impl InodeTable {
             let kind =
                 if unchanged || (found.posix.is_none() && inode.kind == Kind::Dir) { inode.kind } else { found.kind };
             if inode.kind == kind {
+                // What a listing that began before our last commit says is older than
+                // what we know: keep ours (else a reader would pin the old ETag).
+                if found.seen < inode.validated {
+                    return existing;
+                }
                 if !inode.writing {
                     (inode.size, inode.mtime, inode.etag) = (found.size, found.mtime, found.etag);
                     match found.posix {
@@ -161,7 +142,7 @@ impl InodeTable {
                         None => {}
                     }
                 }
-                inode.validated = Instant::now();
+                inode.validated = found.seen;
                 return existing;
             }
             self.unlink(parent, name);
@@ -181,7 +162,7 @@ impl InodeTable {
                 mtime: found.mtime,
                 etag: found.etag,
                 posix: found.posix.unwrap_or_default(),
-                validated: Instant::now(),
+                validated: found.seen,
                 lookups: 0,
                 open_handles: 0,
                 writing: false,
@@ -310,6 +291,20 @@ mod tests {
         assert!(t.child(ROOT_INO, "d").is_none());
         assert_eq!(t.get(f).unwrap().key(), "x/moved/e/f");
         assert_eq!(t.get(e).unwrap().key(), "x/moved/e/");
+    }
+
+    #[test]
+    fn a_listing_older_than_our_commit_does_not_replace_it() {
+        let mut t = InodeTable::new(SystemTime::now());
+        let listed_at = Instant::now();
+        let a = t.upsert(ROOT_INO, "a", Found { etag: Some("ours".into()), ..file(2) });
+        t.add_lookup(a);
+        let stale = Found { etag: Some("old".into()), seen: listed_at, ..file(1) };
+        assert_eq!(t.upsert(ROOT_INO, "a", stale), a);
+        assert_eq!((t.get(a).unwrap().etag.as_deref(), t.get(a).unwrap().size), (Some("ours"), 2));
+        let newer = Found { etag: Some("theirs".into()), ..file(3) };
+        t.upsert(ROOT_INO, "a", newer);
+        assert_eq!(t.get(a).unwrap().etag.as_deref(), Some("theirs"), "newer information still wins");
     }
 
     #[test]

@@ -280,13 +280,17 @@ impl Fs {
     /// Lists `dir` from the store (with each entry's metadata under
     /// `--read-metadata-on-list`) and caches the listing.
     async fn fetch_listing(&self, ino: u64, dir: &Inode) -> FsResult<Entries> {
+        let started = Instant::now();
         let mut listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
+        for e in listed.iter_mut() {
+            e.found.seen = started;
+        }
         if self.opts.meta.metadata_on_list {
             read_metadata(&*self.store, &dir.key(), &mut listed).await?;
         }
         self.recall(&dir.key(), &mut listed);
         let listed = Arc::new(listed);
-        self.listings.put(ino, listed.clone());
+        self.listings.put_listed(ino, listed.clone(), started);
         Ok(listed)
     }
 
@@ -471,12 +475,7 @@ impl Fs {
             let listed = |name: &str| entries.binary_search_by(|e| e.name.as_str().cmp(name)).is_ok();
             let table = self.inodes.lock().unwrap();
             let writing = table.children(ino).filter(|c| c.writing && !listed(&c.name));
-            writing
-                .map(|c| DirEntry {
-                    name: c.name.clone(),
-                    found: Found { kind: c.kind, size: c.size, mtime: c.mtime, etag: None, posix: Some(c.posix) },
-                })
-                .collect()
+            writing.map(|c| DirEntry { name: c.name.clone(), found: Found { etag: None, ..c.found() } }).collect()
         };
         if !local.is_empty() {
             let all = Arc::make_mut(&mut entries);

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use lru::LruCache;
 
+use super::Found;
 use super::{DirEntry, MetaConfig};
-use crate::fs::inode::Found;
 
 /// Entries sorted by name, shared with open directory handles without copying.
 pub type Entries = Arc<Vec<DirEntry>>;
@@ -31,12 +31,16 @@ impl Listing {
 pub struct DirCache {
     cfg: MetaConfig,
     dirs: Mutex<LruCache<u64, Listing>>,
+    /// When the mount last changed an entry of each directory: a listing whose LIST
+    /// began before that may lack the change, so it is not kept.
+    changed: Mutex<LruCache<u64, Instant>>,
 }
 
 impl DirCache {
     pub fn new(cfg: MetaConfig, capacity: usize) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).expect("max(1) is non-zero");
-        Self { cfg, dirs: Mutex::new(LruCache::new(cap)) }
+        let changes = NonZeroUsize::new(capacity.max(1) * 4).expect("non-zero");
+        Self { cfg, dirs: Mutex::new(LruCache::new(cap)), changed: Mutex::new(LruCache::new(changes)) }
     }
 
     /// The fresh listing of `dir`, if any.
@@ -79,8 +83,18 @@ impl DirCache {
         self.dirs.lock().unwrap().put(dir, Listing { entries, at: Instant::now(), probes: 0 });
     }
 
+    /// Caches a listing whose LIST began at `started`, unless the mount changed the
+    /// directory since (the listing may lack that change; the next one is kept).
+    pub fn put_listed(&self, dir: u64, entries: Entries, started: Instant) {
+        if self.changed.lock().unwrap().get(&dir).is_some_and(|at| *at >= started) {
+            return;
+        }
+        self.put(dir, entries);
+    }
+
     /// Records our own change in a cached listing (no-op when `dir` is not cached).
     pub fn upsert(&self, dir: u64, name: &str, found: Found) {
+        self.changed.lock().unwrap().put(dir, Instant::now());
         if let Some(l) = self.dirs.lock().unwrap().peek_mut(&dir) {
             let entry = DirEntry { name: name.to_string(), found };
             match l.find(name) {
@@ -91,6 +105,7 @@ impl DirCache {
     }
 
     pub fn remove(&self, dir: u64, name: &str) {
+        self.changed.lock().unwrap().put(dir, Instant::now());
         if let Some(l) = self.dirs.lock().unwrap().peek_mut(&dir) {
             if let Ok(i) = l.find(name) {
                 Arc::make_mut(&mut l.entries).remove(i);
@@ -128,6 +143,17 @@ mod tests {
         assert!(c.get(1).is_none() && c.lookup(1, "b").is_none(), "expired");
         c.upsert(7, "x", found());
         assert!(c.get(7).is_none(), "upsert does not invent a listing");
+    }
+
+    #[test]
+    fn a_listing_that_began_before_our_change_is_not_kept() {
+        let c = DirCache::new(MetaConfig::default(), 4);
+        let started = Instant::now();
+        c.upsert(1, "mine", found()); // committed while the LIST was under way
+        c.put_listed(1, Arc::new(vec![DirEntry { name: "old".into(), found: found() }]), started);
+        assert!(c.get(1).is_none(), "it may lack our change");
+        c.put_listed(1, Arc::default(), Instant::now());
+        assert!(c.get(1).is_some(), "a listing begun after the change is kept");
     }
 
     #[test]

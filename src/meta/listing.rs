@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use super::Found;
+use super::{Kind, Posix};
 use crate::backend::{list_all, BackendError, ObjectStore, Result};
-use crate::fs::inode::Found;
-use crate::fs::{Kind, Posix};
 
 #[derive(Clone, Debug)]
 pub struct DirEntry {

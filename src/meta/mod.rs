@@ -2,11 +2,13 @@
 //! listings turned into entries.
 
 pub mod dircache;
+pub mod entry;
 pub mod listing;
 pub mod negative;
 pub mod posix_cache;
 
 pub use dircache::{DirCache, Entries};
+pub use entry::{Found, Kind, Posix};
 pub use listing::{list_dir, read_metadata, valid_name, DirEntry};
 pub use negative::NegativeCache;
 pub use posix_cache::PosixCache;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use crate::fs::Posix;
+use super::Posix;
 
 pub struct PosixCache {
     entries: Mutex<LruCache<String, (String, Posix)>>,
