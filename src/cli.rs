@@ -6,97 +6,115 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{BackendKind, Registry, ResolvedStore};
+use crate::config::{Registry, ResolvedStore};
 use crate::data::{PrefetchConfig, StagingConfig, UploadConfig, MIB};
 use crate::fs::{FsOptions, Ownership};
 use crate::meta::MetaConfig;
-use crate::mount::{self, MountRequest};
+use crate::mount::{self, Failure, MountRequest, MountSettings, Target};
 
-/// Mount a store of a remote-store config (S3, local directory or memory) as a directory.
+/// Mount the stores of a remote-store config (S3, local directory or memory) as directories.
+///
+/// One store:       rstore-mount STORE DIR
+/// Every store:     rstore-mount --all DIR          (each at DIR/<store>)
+/// Some stores:     rstore-mount --stores a,b DIR
 #[derive(Parser, Debug)]
-#[command(name = "rstore-mount", version, about, long_about = None)]
+#[command(name = "rstore-mount", version, about, long_about = None, verbatim_doc_comment)]
 pub struct Args {
-    /// Store name from the config ([stores.NAME])
-    #[arg(required_unless_present = "list")]
+    /// Store name from the config ([stores.NAME]); with --all or --stores, the directory
+    /// under which each store is mounted
+    #[arg(required_unless_present_any = ["list", "all", "stores"])]
     pub store: Option<String>,
     /// Empty directory to mount the store at
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "all", "stores"])]
     pub mountpoint: Option<PathBuf>,
+
     /// Config file (else $RSTORE_CONFIG, ./rstore.toml, $XDG_CONFIG_HOME/rstore/config.toml, /etc/rstore/config.toml)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Stores")]
     pub config: Option<PathBuf>,
-    /// Print the stores of the config and exit
-    #[arg(long)]
+    /// Print the stores of the config (type, bucket or root, root_path) and exit
+    #[arg(long, help_heading = "Stores")]
     pub list: bool,
+    /// Mount every store of the config, each at DIR/<store>, in this one process
+    #[arg(long, conflicts_with = "stores", help_heading = "Stores")]
+    pub all: bool,
+    /// Mount these stores (comma-separated), each at DIR/<store>, in this one process
+    #[arg(long, value_delimiter = ',', value_name = "A,B", help_heading = "Stores")]
+    pub stores: Option<Vec<String>>,
+
     /// Mount read-only: every write fails with EROFS
-    #[arg(long)]
+    #[arg(long, help_heading = "Mount")]
     pub read_only: bool,
-    /// Stay in the foreground (default: return once the mount is live)
-    #[arg(short, long)]
+    /// Stay in the foreground (default: return once the mounts are live)
+    #[arg(short, long, help_heading = "Mount")]
     pub foreground: bool,
-    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides)
-    #[arg(long, default_value = "warn", value_name = "LEVEL")]
-    pub log_level: String,
-    /// Where the background process writes its log (default: discarded)
-    #[arg(long, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
     /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root)
-    #[arg(long)]
+    #[arg(long, help_heading = "Mount")]
     pub allow_other: bool,
     /// Let root access the mount too
-    #[arg(long, conflicts_with = "allow_other")]
+    #[arg(long, conflicts_with = "allow_other", help_heading = "Mount")]
     pub allow_root: bool,
-    /// Seconds to trust cached attributes, or "indefinite" for data that never changes
-    #[arg(long, default_value = "1", value_name = "SECS")]
-    pub metadata_ttl: String,
-    /// Seconds to remember that a name does not exist
-    #[arg(long, default_value = "1", value_name = "SECS")]
-    pub negative_metadata_ttl: String,
-    /// Memory budget for read-ahead and upload buffers (e.g. 512M; default: 1/8 of RAM, ≥ 256M)
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
-    /// Multipart upload part size
-    #[arg(long, default_value = "8M", value_name = "SIZE")]
-    pub write_part_size: String,
-    /// Ranged GET size for sequential reads
-    #[arg(long, default_value = "8M", value_name = "SIZE")]
-    pub read_part_size: String,
-    /// Largest read-ahead window per open file
-    #[arg(long, default_value = "64M", value_name = "SIZE")]
-    pub max_prefetch_window: String,
-    /// Owner of files and directories (default: the mounting user)
-    /// Read every listed object's metadata (one HEAD each, 32 at a time), so listings
-    /// show the mode, owner, mtime and symlinks that chmod/utimes/s3fs stored. Without
-    /// it, listings cost only LIST calls and show defaults until a file is looked up.
-    #[arg(long)]
-    pub read_metadata_on_list: bool,
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Deadline of one attempt of one object-store request; a stalled request then fails
-    /// (and is retried up to the store's retry.max_attempts).
-    #[arg(long, default_value = "120", value_name = "SECS")]
-    pub request_timeout: f64,
-    /// On SIGTERM/SIGINT, how long to wait for uploads in flight before unmounting.
-    #[arg(long, default_value = "60", value_name = "SECS")]
-    pub drain_timeout: f64,
-    /// Directory for staged files (files modified in place); default
-    /// $XDG_CACHE_HOME/rstore-mount, or /var/cache/rstore for root.
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Space staged files may take together; past it writes fail with ENOSPC.
-    #[arg(long, default_value = "10G", value_name = "SIZE")]
-    pub max_cache_size: String,
-    #[arg(long)]
+    /// Owner (uid) of files and directories that carry none (default: the mounting user)
+    #[arg(long, help_heading = "Mount")]
     pub uid: Option<u32>,
-    #[arg(long)]
+    /// Group (gid) of files and directories that carry none (default: the mounting user's)
+    #[arg(long, help_heading = "Mount")]
     pub gid: Option<u32>,
     /// Permission bits of files, octal
-    #[arg(long, default_value = "644", value_name = "OCTAL")]
+    #[arg(long, default_value = "644", value_name = "OCTAL", help_heading = "Mount")]
     pub file_mode: String,
     /// Permission bits of directories, octal
-    #[arg(long, default_value = "755", value_name = "OCTAL")]
+    #[arg(long, default_value = "755", value_name = "OCTAL", help_heading = "Mount")]
     pub dir_mode: String,
+    /// On SIGTERM/SIGINT, how long to wait for uploads in flight before unmounting
+    #[arg(long, default_value = "60", value_name = "SECS", help_heading = "Mount")]
+    pub drain_timeout: f64,
+
+    /// Seconds to trust cached attributes, or "indefinite" for data that never changes
+    #[arg(long, default_value = "1", value_name = "SECS", help_heading = "Caching and consistency")]
+    pub metadata_ttl: String,
+    /// Seconds to remember that a name does not exist
+    #[arg(long, default_value = "1", value_name = "SECS", help_heading = "Caching and consistency")]
+    pub negative_metadata_ttl: String,
+    /// Read every listed object's metadata (one HEAD each, 32 at a time), so listings
+    /// show the mode, owner, mtime and symlinks that chmod/utimes/s3fs stored. Without
+    /// it, listings cost only LIST calls and show defaults until a file is looked up
+    #[arg(long, help_heading = "Caching and consistency")]
+    pub read_metadata_on_list: bool,
+    /// Directory for staged files (files modified in place); default
+    /// $XDG_CACHE_HOME/rstore-mount, or /var/cache/rstore for root
+    #[arg(long, value_name = "DIR", help_heading = "Caching and consistency")]
+    pub cache_dir: Option<PathBuf>,
+    /// Space staged files of all mounted stores may take together; past it writes fail with ENOSPC
+    #[arg(long, default_value = "10G", value_name = "SIZE", help_heading = "Caching and consistency")]
+    pub max_cache_size: String,
+
+    /// Memory budget of all mounted stores for read-ahead and upload buffers (e.g. 512M;
+    /// default: 1/8 of RAM, ≥ 256M)
+    #[arg(long, value_name = "SIZE", help_heading = "Performance")]
+    pub max_memory: Option<String>,
+    /// Multipart upload part size
+    #[arg(long, default_value = "8M", value_name = "SIZE", help_heading = "Performance")]
+    pub write_part_size: String,
+    /// Ranged GET size for sequential reads
+    #[arg(long, default_value = "8M", value_name = "SIZE", help_heading = "Performance")]
+    pub read_part_size: String,
+    /// Largest read-ahead window per open file
+    #[arg(long, default_value = "64M", value_name = "SIZE", help_heading = "Performance")]
+    pub max_prefetch_window: String,
+    /// Deadline of one attempt of one object-store request; a stalled request then fails
+    /// (and is retried up to the store's retry.max_attempts)
+    #[arg(long, default_value = "120", value_name = "SECS", help_heading = "Performance")]
+    pub request_timeout: f64,
+
+    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides)
+    #[arg(long, default_value = "warn", value_name = "LEVEL", help_heading = "Logging and metrics")]
+    pub log_level: String,
+    /// Where the background process writes its log (default: discarded)
+    #[arg(long, value_name = "FILE", help_heading = "Logging and metrics")]
+    pub log_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)
+    #[arg(long, value_name = "ADDR", help_heading = "Logging and metrics")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Args {
@@ -109,23 +127,15 @@ impl Args {
     }
 }
 
-/// A user-facing failure: one line, exit 1.
-#[derive(Debug)]
-pub struct Failure(pub String);
-
-impl<T: Into<String>> From<T> for Failure {
-    fn from(s: T) -> Self {
-        Failure(s.into())
-    }
-}
-
 pub fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(msg)) => {
-            eprintln!("rstore-mount: error: {msg}");
+            for line in msg.lines() {
+                eprintln!("rstore-mount: error: {line}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -149,39 +159,88 @@ fn run(args: Args) -> Result<(), Failure> {
         print_stores(&registry);
         return Ok(());
     }
-    let (store, mountpoint) = (args.store.clone().unwrap_or_default(), args.mountpoint.clone().unwrap_or_default());
-    let resolved = registry.resolve(&store)?;
-    check_mountpoint(&mountpoint)?;
+    let targets = targets(&args, &registry)?;
     mount::check_fuse_available()?;
     let opts = fs_options(&args)?;
-    let request = MountRequest { store: resolved, mountpoint, opts, args };
-    if request.args.foreground {
+    let settings = MountSettings {
+        allow_other: args.allow_other,
+        allow_root: args.allow_root,
+        metrics_addr: args.metrics_addr,
+        request_timeout: args.request_timeout(),
+        drain_timeout: args.drain_timeout(),
+        log_file: args.log_file.clone(),
+    };
+    let request = MountRequest { targets, opts, settings };
+    if args.foreground {
         mount::run_foreground(request)
     } else {
         mount::run_background(request)
     }
 }
 
-fn print_stores(reg: &Registry) {
-    for (name, s) in &reg.stores {
-        let ty = reg.backends.get(&s.backend).and_then(|b| b.get("type")).and_then(|t| t.as_str()).unwrap_or("?");
-        let root = if s.root_path.is_empty() { "/" } else { &s.root_path };
-        println!("{name}\tbackend={} type={ty} root_path={root}", s.backend);
+/// The stores to mount and where: `STORE DIR`, or with `--all`/`--stores`, each named
+/// store at `DIR/<store>` (created when missing; an existing one must be empty).
+fn targets(args: &Args, registry: &Registry) -> Result<Vec<Target>, Failure> {
+    let Some(names) = (match (&args.stores, args.all) {
+        (Some(names), _) => Some(names.clone()),
+        (None, true) => Some(registry.stores.keys().cloned().collect::<Vec<_>>()),
+        (None, false) => None,
+    }) else {
+        let (store, mountpoint) = (args.store.clone().unwrap_or_default(), args.mountpoint.clone().unwrap_or_default());
+        let store = registry.resolve(&store)?;
+        check_mountpoint(&mountpoint)?;
+        return Ok(vec![Target { store, mountpoint }]);
+    };
+    let root = match (&args.store, &args.mountpoint) {
+        (Some(dir), None) => PathBuf::from(dir),
+        (None, _) => return Err("--all and --stores need the directory to mount the stores under".into()),
+        (Some(_), Some(_)) => {
+            return Err("--all and --stores take one directory (each store is mounted at DIR/<store>)".into())
+        }
+    };
+    if names.is_empty() {
+        return Err("the config has no stores to mount".into());
     }
+    // Every store must resolve before anything is created or mounted.
+    let resolved: Vec<ResolvedStore> = names.iter().map(|n| registry.resolve(n)).collect::<Result<_, _>>()?;
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(format!("--stores names '{dup}' twice").into());
+    }
+    if !root.is_dir() {
+        return Err(format!("mount point {} does not exist or is not a directory", root.display()).into());
+    }
+    let mut targets = Vec::new();
+    for store in resolved {
+        if store.name.contains('/') || store.name.starts_with('.') {
+            return Err(format!("store '{}' cannot be a directory name under {}", store.name, root.display()).into());
+        }
+        let mountpoint = root.join(&store.name);
+        if !mountpoint.exists() {
+            std::fs::create_dir(&mountpoint).map_err(|e| format!("mount point {}: {e}", mountpoint.display()))?;
+        }
+        check_mountpoint(&mountpoint)?;
+        targets.push(Target { store, mountpoint });
+    }
+    Ok(targets)
 }
 
-/// One readable line for a store that cannot be used.
-pub fn describe_store(s: &ResolvedStore) -> String {
-    match &s.backend.kind {
-        BackendKind::S3(o) => format!(
-            "store '{}' (backend '{}', bucket '{}' at {})",
-            s.name,
-            s.backend.name,
-            o.bucket,
-            o.endpoint_url.as_deref().unwrap_or("AWS")
-        ),
-        BackendKind::Local { root } => format!("store '{}' (local {})", s.name, root.display()),
-        BackendKind::Memory => format!("store '{}' (memory)", s.name),
+/// `--list`: one line per store, with its backend, type, where the data is, root_path.
+fn print_stores(reg: &Registry) {
+    for name in reg.stores.keys() {
+        match reg.resolve(name) {
+            Ok(s) => {
+                let root = if s.root_path.is_empty() { "/" } else { &s.root_path };
+                let ty = reg.backends.get(&s.backend.name).and_then(|b| b.get("type")).and_then(|t| t.as_str());
+                println!(
+                    "{name}\tbackend={} type={} location={} root_path={root}",
+                    s.backend.name,
+                    ty.unwrap_or("?"),
+                    s.location()
+                );
+            }
+            Err(e) => println!("{name}\tunusable: {e}"),
+        }
     }
 }
 

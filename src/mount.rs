@@ -1,5 +1,6 @@
-//! Mounting: open and check the store, start the FUSE session, report readiness to the
-//! launching process, unmount cleanly on SIGINT/SIGTERM.
+//! Mounting: open and check the stores, start one FUSE session per store in this one
+//! process, report readiness to the launching process (and systemd), unmount cleanly
+//! on SIGINT/SIGTERM.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{self, BackendError, DynStore};
-use crate::cli::{describe_store, Args, Failure};
 use crate::config::ResolvedStore;
+use crate::data::{MemoryBudget, StagingArea};
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::FuseAdapter;
 
@@ -22,11 +23,42 @@ use crate::fuse::FuseAdapter;
 const READY_FD_ENV: &str = "RSTORE_MOUNT_READY_FD";
 const READY_FD: i32 = 3;
 
-pub struct MountRequest {
+/// A user-facing failure: one line per thing that failed, exit 1.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl<T: Into<String>> From<T> for Failure {
+    fn from(s: T) -> Self {
+        Failure(s.into())
+    }
+}
+
+/// How to mount, beside the stores themselves (from the command line).
+#[derive(Clone, Debug, Default)]
+pub struct MountSettings {
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Deadline of one attempt of one store request.
+    pub request_timeout: Duration,
+    /// How long SIGTERM waits for uploads before unmounting.
+    pub drain_timeout: Duration,
+    /// Where the background process logs (else discarded).
+    pub log_file: Option<PathBuf>,
+}
+
+/// One store and where it is mounted.
+pub struct Target {
     pub store: ResolvedStore,
     pub mountpoint: PathBuf,
+}
+
+/// Stores to mount in one process: one runtime, one memory budget and one staging
+/// area (`--max-memory`, `--max-cache-size`) shared by all, one FUSE session each.
+pub struct MountRequest {
+    pub targets: Vec<Target>,
     pub opts: FsOptions,
-    pub args: Args,
+    pub settings: MountSettings,
 }
 
 pub fn check_fuse_available() -> Result<(), Failure> {
@@ -48,7 +80,7 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 /// Opens the store and proves it usable (bucket exists, credentials accepted).
 pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) -> Result<DynStore, Failure> {
-    let what = describe_store(store);
+    let what = store.describe();
     let backend = backend::open(store, request_timeout).await.map_err(|e| format!("{what}: {e}"))?;
     backend.check().await.map_err(|e| {
         let why = match e {
@@ -65,23 +97,35 @@ pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) ->
     Ok(backend)
 }
 
-fn fuse_config(req: &MountRequest) -> fuser::Config {
+/// Opens and checks every store at once; all of them, or a failure listing each store
+/// that cannot be used (one line each) and nothing opened.
+pub async fn open_all(targets: &[Target], request_timeout: Duration) -> Result<Vec<DynStore>, Failure> {
+    let checks = targets.iter().map(|t| open_and_check(&t.store, request_timeout));
+    let results = futures::future::join_all(checks).await;
+    let failed: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().map(|f| f.0.clone())).collect();
+    if !failed.is_empty() {
+        return Err(Failure(failed.join("\n")));
+    }
+    Ok(results.into_iter().map(|r| r.expect("no failure")).collect())
+}
+
+fn fuse_config(store: &str, opts: &FsOptions, settings: &MountSettings) -> fuser::Config {
     use fuser::{MountOption, SessionACL};
     let mut c = fuser::Config::default();
     c.mount_options = vec![
-        MountOption::FSName(format!("rstore:{}", req.store.name)),
+        MountOption::FSName(format!("rstore:{store}")),
         MountOption::Subtype("rstore".into()),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
         MountOption::NoDev,
         MountOption::NoSuid,
     ];
-    if req.opts.read_only {
+    if opts.read_only {
         c.mount_options.push(MountOption::RO);
     }
-    c.acl = if req.args.allow_other {
+    c.acl = if settings.allow_other {
         SessionACL::All
-    } else if req.args.allow_root {
+    } else if settings.allow_root {
         SessionACL::RootAndOwner
     } else {
         SessionACL::Owner
@@ -89,11 +133,18 @@ fn fuse_config(req: &MountRequest) -> fuser::Config {
     c
 }
 
-/// Serves the mount in this process until it is unmounted.
+/// One live mount: its file system, the session serving it, where it is.
+struct Live {
+    name: String,
+    fs: Arc<Fs>,
+    session: fuser::Session<FuseAdapter>,
+    mountpoint: PathBuf,
+}
+
+/// Serves the mounts in this process until every one is unmounted.
 pub fn run_foreground(req: MountRequest) -> Result<(), Failure> {
     let mut ready = ReadyPipe::from_env();
-    let started = start(&req);
-    let (rt, fs, mut session) = match started {
+    let (rt, mounts) = match start(&req) {
         Ok(s) => s,
         Err(f) => {
             ready.send(&format!("error: {}", f.0));
@@ -101,50 +152,81 @@ pub fn run_foreground(req: MountRequest) -> Result<(), Failure> {
         }
     };
     ready.send("ok");
-    // systemd Type=notify: READY=1 only now that the mount is live.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(store = %req.store.name, mountpoint = %req.mountpoint.display(), "mounted");
-    let unmounter = session.unmount_callable();
-    rt.spawn(handle_signals(fs, unmounter, req.mountpoint.clone(), req.args.drain_timeout()));
-    session.run().map_err(|e| format!("FUSE session failed: {e}"))?;
+    let names: Vec<&str> = mounts.iter().map(|m| m.name.as_str()).collect();
+    // systemd Type=notify: READY=1 only now that every mount is live.
+    let status = format!("mounted: {}", names.join(", "));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    let mut unmounters = Vec::new();
+    let mut threads = Vec::new();
+    for mut m in mounts {
+        tracing::info!(store = %m.name, mountpoint = %m.mountpoint.display(), "mounted");
+        unmounters.push((m.fs.clone(), m.session.unmount_callable(), m.mountpoint.clone()));
+        let name = m.name.clone();
+        let thread = std::thread::Builder::new().name(format!("fuse-{name}")).spawn(move || m.session.run());
+        threads.push((name, thread.map_err(|e| format!("cannot start the FUSE thread: {e}"))?));
+    }
+    rt.spawn(handle_signals(unmounters, req.settings.drain_timeout));
+    let mut failed = Vec::new();
+    // Each session ends when its mount point is unmounted (by us or by hand); the
+    // process ends with the last one.
+    for (name, t) in threads {
+        match t.join() {
+            Ok(Ok(())) => tracing::info!(store = %name, "unmounted"),
+            Ok(Err(e)) => failed.push(format!("store '{name}': FUSE session failed: {e}")),
+            Err(_) => failed.push(format!("store '{name}': FUSE session panicked")),
+        }
+    }
     rt.shutdown_timeout(Duration::from_secs(5));
-    Ok(())
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(Failure(failed.join("\n"))),
+    }
 }
 
-type Started = (tokio::runtime::Runtime, Arc<Fs>, fuser::Session<FuseAdapter>);
-
-fn start(req: &MountRequest) -> Result<Started, Failure> {
+fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Failure> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(4)
         .thread_name("rstore-io")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let store = rt.block_on(open_and_check(&req.store, req.args.request_timeout()))?;
+    let stores = rt.block_on(open_all(&req.targets, req.settings.request_timeout))?;
     check_cache_dir(&req.opts.staging.dir)?;
-    let fs = Arc::new(Fs::new(store, req.opts.clone()));
-    if let Some(addr) = req.args.metrics_addr {
+    // One budget and one staging area for every store of the process.
+    let budget = MemoryBudget::new(match req.opts.max_memory {
+        0 => crate::data::mem_limit::default_budget_bytes(),
+        n => n,
+    });
+    let staging = StagingArea::new(&req.opts.staging);
+    if let Some(addr) = req.settings.metrics_addr {
         let bound = rt
-            .block_on(crate::metrics::serve(addr, fs.budget().clone()))
+            .block_on(crate::metrics::serve(addr, budget.clone()))
             .map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
         tracing::info!(%bound, "serving metrics at /metrics");
     }
     let ttl = req.opts.meta.ttl.unwrap_or(Duration::from_secs(24 * 3600));
-    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl);
-    // Resolved before mounting: afterwards a stat of it would wait on this very session.
-    let resolved = std::fs::canonicalize(&req.mountpoint).unwrap_or_else(|_| req.mountpoint.clone());
-    let session = fuser::Session::new(adapter, &req.mountpoint, &fuse_config(req)).map_err(|e| {
-        let shown = req.mountpoint.display();
-        match e.kind() {
-            std::io::ErrorKind::PermissionDenied => format!(
-                "cannot mount at {shown}: permission denied ({e}); is fuse3 installed and /dev/fuse accessible?"
-            ),
-            _ => format!("cannot mount at {shown}: {e}"),
-        }
-    })?;
-    fs.set_kernel_cache(Box::new(crate::fuse::KernelPages(session.notifier())));
-    widen_readahead(&resolved);
-    Ok((rt, fs, session))
+    let mut mounts = Vec::new();
+    for (t, store) in req.targets.iter().zip(stores) {
+        let fs = Arc::new(Fs::sharing(store, req.opts.clone(), budget.clone(), staging.clone()));
+        let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl);
+        // Resolved before mounting: afterwards a stat of it would wait on this very session.
+        let resolved = std::fs::canonicalize(&t.mountpoint).unwrap_or_else(|_| t.mountpoint.clone());
+        let config = fuse_config(&t.store.name, &req.opts, &req.settings);
+        // On failure the mounts made so far are dropped, which unmounts them: all or nothing.
+        let session = fuser::Session::new(adapter, &t.mountpoint, &config).map_err(|e| {
+            let shown = t.mountpoint.display();
+            match e.kind() {
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "cannot mount at {shown}: permission denied ({e}); is fuse3 installed and /dev/fuse accessible?"
+                ),
+                _ => format!("cannot mount at {shown}: {e}"),
+            }
+        })?;
+        fs.set_kernel_cache(Box::new(crate::fuse::KernelPages(session.notifier())));
+        widen_readahead(&resolved);
+        mounts.push(Live { name: t.store.name.clone(), fs, session, mountpoint: t.mountpoint.clone() });
+    }
+    Ok((rt, mounts))
 }
 
 /// The kernel caps a FUSE mount's read-ahead at its 128 KiB default whatever INIT asks,
@@ -173,8 +255,9 @@ fn mount_device(mountpoint: &std::path::Path) -> Option<String> {
     })
 }
 
-/// First SIGINT/SIGTERM: finish uploads, then unmount (lazily if busy). Second: exit.
-async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mountpoint: PathBuf, drain: Duration) {
+/// First SIGINT/SIGTERM: finish the uploads of every store, then unmount them all
+/// (lazily if busy). Second: exit.
+async fn handle_signals(mounts: Vec<(Arc<Fs>, fuser::SessionUnmounter, PathBuf)>, drain: Duration) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers");
@@ -188,14 +271,17 @@ async fn handle_signals(fs: Arc<Fs>, mut unmounter: fuser::SessionUnmounter, mou
         eprintln!("rstore-mount: second signal, exiting now");
         std::process::exit(130);
     });
-    match tokio::time::timeout(drain, fs.drain()).await {
-        Ok(0) => {}
-        Ok(failed) => tracing::error!(failed, "some uploads failed before unmount"),
+    let drains = futures::future::join_all(mounts.iter().map(|(fs, ..)| fs.drain()));
+    match tokio::time::timeout(drain, drains).await {
+        Ok(failed) if failed.iter().all(|f| *f == 0) => {}
+        Ok(failed) => tracing::error!(failed = failed.iter().sum::<usize>(), "some uploads failed before unmount"),
         Err(_) => tracing::error!(?drain, "uploads still running after --drain-timeout; unmounting without them"),
     }
-    if let Err(e) = unmounter.unmount() {
-        tracing::warn!(error = %e, "unmount failed, detaching lazily");
-        lazy_unmount(&mountpoint);
+    for (_, mut unmounter, mountpoint) in mounts {
+        if let Err(e) = unmounter.unmount() {
+            tracing::warn!(error = %e, mountpoint = %mountpoint.display(), "unmount failed, detaching lazily");
+            lazy_unmount(&mountpoint);
+        }
     }
 }
 
@@ -221,7 +307,7 @@ fn lazy_unmount(mountpoint: &Path) {
 /// background process and returns when it is live or has failed.
 pub fn run_background(req: MountRequest) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(open_and_check(&req.store, req.args.request_timeout()))?;
+    rt.block_on(open_all(&req.targets, req.settings.request_timeout))?;
     drop(rt);
     let mut fds = [0i32; 2];
     // SAFETY: fds has room for two descriptors.
@@ -230,7 +316,7 @@ pub fn run_background(req: MountRequest) -> Result<(), Failure> {
     }
     // SAFETY: pipe2 returned two fresh descriptors we now own.
     let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    let stderr = match &req.args.log_file {
+    let stderr = match &req.settings.log_file {
         Some(p) => Stdio::from(
             std::fs::OpenOptions::new()
                 .create(true)

@@ -95,6 +95,33 @@ pub struct ResolvedStore {
     pub root_path: String,
 }
 
+impl ResolvedStore {
+    /// The store in one readable line (for errors and `--list`): its name, backend and
+    /// where the data is. No secrets.
+    pub fn describe(&self) -> String {
+        match &self.backend.kind {
+            BackendKind::S3(o) => format!(
+                "store '{}' (backend '{}', bucket '{}' at {})",
+                self.name,
+                self.backend.name,
+                o.bucket,
+                o.endpoint_url.as_deref().unwrap_or("AWS")
+            ),
+            BackendKind::Local { root } => format!("store '{}' (local {})", self.name, root.display()),
+            BackendKind::Memory => format!("store '{}' (memory)", self.name),
+        }
+    }
+
+    /// Where the backend keeps data: `s3://bucket`, a local directory, or `memory`.
+    pub fn location(&self) -> String {
+        match &self.backend.kind {
+            BackendKind::S3(o) => format!("s3://{}", o.bucket),
+            BackendKind::Local { root } => root.display().to_string(),
+            BackendKind::Memory => "memory".into(),
+        }
+    }
+}
+
 impl Registry {
     /// Reads and interpolates the config at `path` using the process environment.
     pub fn load(path: &Path) -> Result<Self, String> {

@@ -115,14 +115,22 @@ pub struct Fs {
 }
 
 impl Fs {
+    /// A file system over `store` with its own memory budget (`opts.max_memory`, or the
+    /// default) and staging area.
     pub fn new(store: DynStore, opts: FsOptions) -> Self {
-        let mount_time = SystemTime::now();
         let max_memory =
             if opts.max_memory == 0 { crate::data::mem_limit::default_budget_bytes() } else { opts.max_memory };
-        let budget = MemoryBudget::new(max_memory);
+        let staging = StagingArea::new(&opts.staging);
+        Self::sharing(store, opts, MemoryBudget::new(max_memory), staging)
+    }
+
+    /// A file system over `store` that draws buffers from `budget` and stages files in
+    /// `staging`, both shared with the other stores mounted by this process.
+    pub fn sharing(store: DynStore, opts: FsOptions, budget: MemoryBudget, staging: StagingArea) -> Self {
+        let mount_time = SystemTime::now();
         Self {
             uploader: Uploader::new(store.clone(), opts.upload.clone(), budget.clone()),
-            staging: StagingArea::new(&opts.staging),
+            staging,
             store,
             negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
             listings: DirCache::new(opts.meta, opts.meta.listing_capacity),
