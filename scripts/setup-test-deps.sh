@@ -25,9 +25,11 @@ fi
 [ -e /dev/fuse ] || { echo "/dev/fuse is missing: FUSE tests cannot run here" >&2; exit 1; }
 
 venv="${RSTORE_TEST_VENV:-$PWD/target/test-venv}"
-if [ ! -f "$venv/.ready" ]; then
-  python3 -m venv "$venv"
+# .ready holds the checksum of the requirements it was made from: a changed pin reinstalls.
+want="$(sha256sum scripts/test-requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$venv/.ready" 2>/dev/null)" != "$want" ]; then
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/test-requirements.txt
-  touch "$venv/.ready"
+  echo "$want" > "$venv/.ready"
 fi
 echo "$venv"

@@ -34,6 +34,7 @@ async fn s3_store(endpoint: &str, bucket: &str) -> DynStore {
         region: Some("us-east-1".into()),
         tls_ca_bundle: None,
         addressing_style: AddressingStyle::Path,
+        ..S3Options::default()
     };
     Arc::new(rstore_mount::backend::S3Store::new(&o).await.unwrap())
 }
@@ -239,6 +240,7 @@ fn s3_errors_are_classified() {
             region: None,
             tls_ca_bundle: None,
             addressing_style: AddressingStyle::Path,
+            ..S3Options::default()
         };
         let bad = rstore_mount::backend::S3Store::new(&o).await.unwrap();
         let err = bad.check().await.unwrap_err();

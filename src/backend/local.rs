@@ -22,10 +22,15 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
+    /// A store over the directory `root`, created (with its parents) when missing, as
+    /// remote-store's local backend does.
     pub fn new(root: &Path) -> std::result::Result<Self, String> {
         match fs::metadata(root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(format!("local root {} is not a directory", root.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(root).map_err(|e| format!("local root {}: {e}", root.display()))?
+            }
             Err(e) => return Err(format!("local root {}: {e}", root.display())),
         }
         let uploads = tempfile::Builder::new()

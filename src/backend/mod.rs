@@ -168,7 +168,7 @@ pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::resu
     let scoped = faults::Faults::from_env(scoped)?;
     // Metrics count every attempt (a retried 503 shows as throttled, then ok).
     let metered = Arc::new(Metered::new(scoped));
-    Ok(Arc::new(Retrying::new(metered, store.backend.retry.max_attempts, request_timeout)))
+    Ok(Arc::new(Retrying::with_policy(metered, store.backend.retry.clone(), request_timeout)))
 }
 
 /// Reads a whole listing under `prefix` (all pages).

@@ -12,17 +12,43 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 
 use super::{BackendError, CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
+use crate::config::RetryConfig;
 
 #[derive(Debug)]
 pub struct Retrying {
     inner: DynStore,
-    max_attempts: u32,
+    policy: RetryConfig,
     attempt_timeout: Duration,
 }
 
 impl Retrying {
+    /// `max_attempts` attempts with this mount's default waits.
     pub fn new(inner: DynStore, max_attempts: u32, attempt_timeout: Duration) -> Self {
-        Self { inner, max_attempts: max_attempts.max(1), attempt_timeout }
+        Self::with_policy(inner, RetryConfig { max_attempts, ..RetryConfig::default() }, attempt_timeout)
+    }
+
+    /// The store's `retry` table (remote-store's RetryPolicy): unset waits keep this
+    /// mount's defaults (50 ms doubling to 5 s, with jitter).
+    pub fn with_policy(inner: DynStore, policy: RetryConfig, attempt_timeout: Duration) -> Self {
+        let policy = RetryConfig { max_attempts: policy.max_attempts.max(1), ..policy };
+        Self { inner, policy, attempt_timeout }
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        let secs =
+            |s: Option<f64>, default: Duration| s.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(default);
+        let p = &self.policy;
+        let b = ExponentialBuilder::default()
+            .with_min_delay(secs(p.backoff_base, Duration::from_millis(50)))
+            .with_max_delay(secs(p.backoff_max, Duration::from_secs(5)))
+            .with_max_times(p.max_attempts as usize - 1)
+            .with_total_delay(p.timeout.and_then(|t| Duration::try_from_secs_f64(t).ok()));
+        // backon's jitter is relative to each wait; jitter = 0 turns it off, as in remote-store.
+        if p.jitter == Some(0.0) {
+            b
+        } else {
+            b.with_jitter()
+        }
     }
 
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
@@ -41,12 +67,11 @@ impl Retrying {
                 }
             }
         };
-        let policy = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(self.max_attempts as usize - 1)
-            .with_jitter();
-        attempt.retry(policy).when(retryable).notify(|e, wait| tracing::debug!(op, error = %e, ?wait, "retrying")).await
+        attempt
+            .retry(self.backoff())
+            .when(retryable)
+            .notify(|e, wait| tracing::debug!(op, error = %e, ?wait, "retrying"))
+            .await
     }
 }
 

@@ -20,7 +20,10 @@ use bytes::Bytes;
 
 use super::buffers::BufferPool;
 use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
-use crate::config::{AddressingStyle, S3Options};
+use crate::config::{AddressingStyle, PutHeaders, S3Options};
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
 
 mod quickack;
 pub use quickack::client as quickack_http_client;
@@ -29,6 +32,8 @@ pub use quickack::client as quickack_http_client;
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// Object settings sent on every PUT, multipart create and copy.
+    put: PutHeaders,
     buffers: Arc<BufferPool>,
     /// The reachability check must answer within the CLI's time budget.
     check_timeout: Duration,
@@ -36,25 +41,37 @@ pub struct S3Store {
 
 impl S3Store {
     pub async fn new(o: &S3Options) -> std::result::Result<Self, String> {
-        let region = o.region.clone().unwrap_or_else(|| "us-east-1".to_string());
+        let secs = |s: Option<f64>, default: u64| {
+            s.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(Duration::from_secs(default))
+        };
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(secs(o.connect_timeout, 5))
+            .read_timeout(secs(o.read_timeout, 60))
             .operation_attempt_timeout(Duration::from_secs(120))
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(region))
             // Retries happen in one place for every backend (backend/retry.rs).
             .retry_config(RetryConfig::standard().with_max_attempts(1))
             .timeout_config(timeouts);
+        // No region_name: the AWS default chain (AWS_REGION, the profile); us-east-1
+        // only when that finds none (below), as boto3 under remote-store does.
+        if let Some(r) = &o.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(p) = &o.profile {
+            loader = loader.profile_name(p);
+        }
         if let Some(ep) = &o.endpoint_url {
             loader = loader.endpoint_url(ep);
         }
-        // A key means static credentials (an empty secret then fails loudly at the
-        // check, as in remote-store); no key means the AWS default chain.
-        if let Some(k) = &o.key {
+        // anon: unsigned requests. A key means static credentials (an empty secret then
+        // fails loudly at the check, as in remote-store); else the AWS default chain.
+        if o.anon {
+            loader = loader.no_credentials();
+        } else if let Some(k) = &o.key {
             let secret = o.secret.as_ref().map_or("", |s| s.expose());
-            let creds = Credentials::new(k.expose(), secret, None, None, "remote-store-config");
+            let token = o.session_token.as_ref().map(|t| t.expose().to_string());
+            let creds = Credentials::new(k.expose(), secret, token, None, "remote-store-config");
             loader = loader.credentials_provider(creds);
         }
         // A CA bundle (often set machine-wide by AWS_CA_BUNDLE) only matters for TLS.
@@ -66,19 +83,63 @@ impl S3Store {
         let sdk = loader.load().await;
         // Every PUT and part carries a CRC32 checksum the server verifies, and whole-object
         // GETs are checked against the stored one (the SDK's "when supported" mode).
-        let conf = aws_sdk_s3::config::Builder::from(&sdk)
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
             .request_checksum_calculation(RequestChecksumCalculation::WhenSupported)
             .response_checksum_validation(ResponseChecksumValidation::WhenSupported)
-            .force_path_style(o.addressing_style == AddressingStyle::Path)
-            .build();
+            .force_path_style(o.addressing_style == AddressingStyle::Path);
+        if sdk.region().is_none() {
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        if o.requester_pays {
+            conf = conf.interceptor(RequesterPays);
+        }
         Ok(Self {
-            client: Client::from_conf(conf),
+            client: Client::from_conf(conf.build()),
             bucket: o.bucket.clone(),
+            put: o.put_headers.clone(),
             // Enough for a reader's parts to cycle through; idle ones are freed past this.
             buffers: BufferPool::new(4),
             check_timeout: Duration::from_secs(8),
         })
     }
+
+    /// The region requests are signed for (for tests of the region chain).
+    pub fn region(&self) -> Option<String> {
+        self.client.config().region().map(|r| r.to_string())
+    }
+}
+
+/// `requester_pays`: every request says the requester pays (`x-amz-request-payer`).
+#[derive(Debug)]
+struct RequesterPays;
+
+impl Intercept for RequesterPays {
+    fn name(&self) -> &'static str {
+        "RequesterPays"
+    }
+
+    fn modify_before_signing(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        ctx.request_mut().headers_mut().insert("x-amz-request-payer", "requester");
+        Ok(())
+    }
+}
+
+/// Sets `s3_additional_kwargs` (SSE, KMS key, ACL, storage class) on a PutObject,
+/// CreateMultipartUpload or CopyObject request builder: they share these setters.
+macro_rules! with_put_headers {
+    ($req:expr, $h:expr) => {{
+        use aws_sdk_s3::types::{ObjectCannedAcl, ServerSideEncryption, StorageClass};
+        let h: &PutHeaders = $h;
+        $req.set_server_side_encryption(h.server_side_encryption.as_deref().map(ServerSideEncryption::from))
+            .set_ssekms_key_id(h.sse_kms_key_id.as_ref().map(|k| k.expose().to_string()))
+            .set_acl(h.acl.as_deref().map(ObjectCannedAcl::from))
+            .set_storage_class(h.storage_class.as_deref().map(StorageClass::from))
+    }};
 }
 
 /// An HTTPS client trusting the PEM bundle at `path` (TCP_NODELAY stays on, as in the
@@ -251,12 +312,8 @@ impl ObjectStore for S3Store {
 
     async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
         let size = body.len() as u64;
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_metadata(sdk_meta(user))
+        let req = self.client.put_object().bucket(&self.bucket).key(key).set_metadata(sdk_meta(user));
+        let out = with_put_headers!(req, &self.put)
             .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
@@ -274,7 +331,7 @@ impl ObjectStore for S3Store {
 
     async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
         let req = self.client.create_multipart_upload().bucket(&self.bucket).key(key).set_metadata(sdk_meta(user));
-        let out = req.send().await.map_err(classify)?;
+        let out = with_put_headers!(req, &self.put).send().await.map_err(classify)?;
         out.upload_id().map(str::to_owned).ok_or_else(|| BackendError::Other("server returned no upload id".into()))
     }
 
@@ -343,7 +400,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
-        let r = self.client.copy_object().bucket(&self.bucket).key(dst).copy_source(self.copy_source(src)).send().await;
+        let req = self.client.copy_object().bucket(&self.bucket).key(dst).copy_source(self.copy_source(src));
+        let r = with_put_headers!(req, &self.put).send().await;
         match r.map_err(classify) {
             Ok(out) => Ok(out.copy_object_result().and_then(|c| c.e_tag()).map(str::to_owned)),
             // CopyObject stops at 5 GiB; larger objects are copied part by part.
@@ -355,11 +413,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .copy_source(self.copy_source(key))
+        let req = self.client.copy_object().bucket(&self.bucket).key(key).copy_source(self.copy_source(key));
+        with_put_headers!(req, &self.put)
             .metadata_directive(MetadataDirective::Replace)
             .set_metadata(sdk_meta(user))
             .send()

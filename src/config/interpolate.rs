@@ -27,7 +27,10 @@ pub fn interpolate(value: &mut Value, path: &str, env: Lookup) -> Result<(), Str
     Ok(())
 }
 
-/// Expands one string.
+/// Expands one string exactly as remote-store's `resolve_env` does (its pattern is
+/// `\$\$\{|\$\{([^}]+)\}`): `$${` is a literal `${`; `${NAME}` and `${NAME:-default}`
+/// take any characters but `}` as the name; `${}` and an unterminated `${A` stay as
+/// they are; a set but empty variable is empty (the default is only for unset ones).
 pub fn expand(input: &str, path: &str, env: Lookup) -> Result<String, String> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
@@ -37,13 +40,18 @@ pub fn expand(input: &str, path: &str, env: Lookup) -> Result<String, String> {
         if let Some(after) = tail.strip_prefix("$${") {
             out.push_str("${");
             rest = after;
-        } else if let Some(body) = tail.strip_prefix("${") {
-            let end = body.find('}').ok_or_else(|| format!("{path}: unterminated '${{' in value"))?;
-            out.push_str(&resolve(&body[..end], path, env)?);
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
+            continue;
+        }
+        let placeholder = tail.strip_prefix("${").and_then(|body| Some((body, body.find('}')?)));
+        match placeholder {
+            Some((body, end)) if end > 0 => {
+                out.push_str(&resolve(&body[..end], path, env)?);
+                rest = &body[end + 1..];
+            }
+            _ => {
+                out.push('$');
+                rest = &tail[1..];
+            }
         }
     }
     out.push_str(rest);
@@ -51,23 +59,12 @@ pub fn expand(input: &str, path: &str, env: Lookup) -> Result<String, String> {
 }
 
 fn resolve(expr: &str, path: &str, env: Lookup) -> Result<String, String> {
-    let (name, default) = match expr.split_once(":-") {
-        Some((n, d)) => (n, Some(d)),
-        None => (expr, None),
-    };
-    let valid = !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(format!("{path}: invalid variable reference '${{{expr}}}'"));
+    if let Some((name, default)) = expr.split_once(":-") {
+        return Ok(env(name).unwrap_or_else(|| default.to_string()));
     }
-    match (env(name), default) {
-        (Some(v), _) => Ok(v),
-        (None, Some(d)) => Ok(d.to_string()),
-        (None, None) => {
-            Err(format!("{path}: environment variable {name} is not set (use ${{{name}:-default}} for a default)"))
-        }
-    }
+    env(expr).ok_or_else(|| {
+        format!("{path}: environment variable {expr} is not set (use ${{{expr}:-default}} for a default)")
+    })
 }
 
 #[cfg(test)]
@@ -102,8 +99,10 @@ mod tests {
     fn unset_variable_names_the_path() {
         let err = run("${MISSING}").unwrap_err();
         assert!(err.contains("x.y") && err.contains("MISSING"), "{err}");
-        assert!(run("${A").unwrap_err().contains("unterminated"));
-        assert!(run("${1X}").unwrap_err().contains("invalid"));
+        // As remote-store's pattern: these are not placeholders and stay as written.
+        assert_eq!(run("${A").unwrap(), "${A");
+        assert_eq!(run("${}").unwrap(), "${}");
+        assert!(run("${1X}").unwrap_err().contains("1X"), "any characters but }} name a variable");
     }
 
     #[test]

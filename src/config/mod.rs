@@ -2,6 +2,7 @@
 //! from TOML, YAML or `pyproject.toml`, with `${VAR}` interpolation.
 
 mod interpolate;
+mod options;
 mod secret;
 mod source;
 
@@ -11,45 +12,51 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 pub use interpolate::{expand, interpolate, Lookup};
+pub use options::{PutHeaders, RetryConfig};
 pub use secret::Secret;
 pub use source::{locate, read_tree};
 
 pub const SUPPORTED_TYPES: &str = "s3, s3-pyarrow, local, memory";
 const TOP_LEVEL_KEYS: &[&str] = &["backends", "stores"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AddressingStyle {
+    #[default]
     Path,
     Virtual,
 }
 
-#[derive(Clone, Debug)]
+/// An S3 backend's options, resolved as remote-store (and s3fs under it) resolves them.
+#[derive(Clone, Debug, Default)]
 pub struct S3Options {
     pub bucket: String,
     pub endpoint_url: Option<String>,
     pub key: Option<Secret>,
     pub secret: Option<Secret>,
+    /// `None`: the AWS default region chain (AWS_REGION, the profile), else us-east-1.
     pub region: Option<String>,
     pub tls_ca_bundle: Option<PathBuf>,
     pub addressing_style: AddressingStyle,
+    /// `client_options.profile`: the AWS profile for credentials and region.
+    pub profile: Option<String>,
+    /// `client_options.token`, else `AWS_SESSION_TOKEN` beside a configured key.
+    pub session_token: Option<Secret>,
+    /// `client_options.anon`: unsigned requests (public buckets).
+    pub anon: bool,
+    /// `client_options.requester_pays`: requests carry `x-amz-request-payer: requester`.
+    pub requester_pays: bool,
+    /// `client_options.s3_additional_kwargs`: on every PUT, multipart create and copy.
+    pub put_headers: PutHeaders,
+    /// `client_options.config_kwargs.connect_timeout` / `read_timeout`, in seconds.
+    pub connect_timeout: Option<f64>,
+    pub read_timeout: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
 pub enum BackendKind {
-    S3(S3Options),
+    S3(Box<S3Options>),
     Local { root: PathBuf },
     Memory,
-}
-
-#[derive(Clone, Debug)]
-pub struct RetryConfig {
-    pub max_attempts: u32,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self { max_attempts: 3 }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -140,9 +147,23 @@ impl Registry {
             .map(|k| format!("{shown}: unknown top-level key '{k}' ignored"))
             .collect();
         let backends = table_of(top, "backends").map_err(prefix)?;
+        // What remote-store checks when it loads a config (RegistryConfig and
+        // Registry()), for every backend and store, used or not.
+        for (name, v) in &backends {
+            check_backend_table(name, v).map_err(prefix)?;
+        }
         let mut stores = BTreeMap::new();
         for (name, v) in table_of(top, "stores").map_err(prefix)? {
-            stores.insert(name.clone(), parse_store(&name, &v).map_err(prefix)?);
+            let store = parse_store(&name, &v).map_err(prefix)?;
+            if !backends.contains_key(&store.backend) {
+                let known: Vec<&str> = backends.keys().map(String::as_str).collect();
+                return Err(prefix(format!(
+                    "stores.{name}.backend names backend '{}', which is not defined under [backends] (defined: {})",
+                    store.backend,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            }
+            stores.insert(name.clone(), store);
         }
         Ok(Self { path: path.to_path_buf(), backends, stores, warnings })
     }
@@ -194,8 +215,16 @@ fn opt_str(t: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Strin
 fn parse_store(name: &str, v: &Value) -> Result<StoreProfile, String> {
     let path = format!("stores.{name}");
     let t = as_table(v, &path)?;
-    let backend = opt_str(t, "backend", &path)?.ok_or_else(|| format!("{path}.backend is required"))?;
-    let root = opt_str(t, "root_path", &path)?.unwrap_or_default();
+    let backend = match t.get("backend") {
+        Some(Value::String(b)) => b.clone(),
+        None => return Err(format!("{path}.backend is required")),
+        Some(_) => return Err(format!("{path}.backend must be a string")),
+    };
+    let root = match t.get("root_path") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(r)) => r.clone(),
+        Some(_) => return Err(format!("{path}.root_path must be a string")),
+    };
     let root_path = normalize_root(&root).map_err(|e| format!("{path}.root_path: {e}"))?;
     Ok(StoreProfile { backend, root_path })
 }
@@ -213,6 +242,22 @@ pub fn normalize_root(raw: &str) -> Result<String, String> {
     Ok(segs.join("/"))
 }
 
+/// The checks remote-store makes of every backend table when it loads a config: a
+/// table, with a string `type`, a table of `options`, and a valid `retry` table.
+fn check_backend_table(name: &str, v: &Value) -> Result<(), String> {
+    let path = format!("backends.{name}");
+    let t = as_table(v, &path)?;
+    match t.get("type") {
+        Some(Value::String(_)) => {}
+        None => return Err(format!("{path}.type is required")),
+        Some(_) => return Err(format!("{path}.type must be a string")),
+    }
+    if let Some(o) = t.get("options").filter(|o| !o.is_null()) {
+        as_table(o, &format!("{path}.options"))?;
+    }
+    options::parse_retry(t.get("retry"), &format!("{path}.retry")).map(drop)
+}
+
 fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
     let path = format!("backends.{name}");
     let t = as_table(v, &path)?;
@@ -223,90 +268,108 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
         Some(o) => as_table(o, &format!("{path}.options"))?,
     };
     let opath = format!("{path}.options");
+    let has_retry = t.get("retry").is_some_and(|r| !r.is_null());
+    if matches!(type_name.as_str(), "s3" | "s3-pyarrow" | "local" | "memory") {
+        options::check_known(name, &type_name, opts, has_retry)?;
+    }
+    let mut retry = options::parse_retry(t.get("retry"), &format!("{path}.retry"))?;
     let kind = match type_name.as_str() {
-        "s3" | "s3-pyarrow" => BackendKind::S3(parse_s3(opts, &opath)?),
+        "s3" | "s3-pyarrow" => {
+            let (o, attempts) = parse_s3(opts, &opath)?;
+            if let (false, Some(n)) = (has_retry, attempts) {
+                retry.max_attempts = n; // config_kwargs.retries, when no retry table says otherwise
+            }
+            BackendKind::S3(Box::new(o))
+        }
         "local" => {
             let root = opt_str(opts, "root", &opath)?.ok_or_else(|| format!("{opath}.root is required"))?;
             BackendKind::Local { root: PathBuf::from(root) }
         }
         "memory" => BackendKind::Memory,
+        "sql-query" => {
+            return Err(format!(
+                "backend '{name}' has type 'sql-query': a query materialiser, not a file store, so it cannot be mounted"
+            ))
+        }
         other => {
             return Err(format!(
             "backend '{name}' has type '{other}', which rstore-mount does not support (supported: {SUPPORTED_TYPES})"
         ))
         }
     };
-    let retry = parse_retry(t.get("retry"), &format!("{path}.retry"))?;
     Ok(BackendConfig { name: name.to_string(), type_name, kind, retry })
 }
 
-fn parse_retry(v: Option<&Value>, path: &str) -> Result<RetryConfig, String> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
-        return Ok(RetryConfig::default());
-    };
-    let t = as_table(v, path)?;
-    let mut retry = RetryConfig::default();
-    if let Some(n) = t.get("max_attempts") {
-        let n = n
-            .as_u64()
-            .or_else(|| n.as_str().and_then(|s| s.trim().parse().ok()))
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| format!("{path}.max_attempts must be a whole number from 1 to 100"))?;
-        retry.max_attempts = n as u32;
-    }
-    Ok(retry)
-}
-
-fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<S3Options, String> {
-    let bucket =
-        opt_str(o, "bucket", path)?.filter(|b| !b.is_empty()).ok_or_else(|| format!("{path}.bucket is required"))?;
-    let endpoint_url = opt_str(o, "endpoint_url", path)?.filter(|s| !s.is_empty()).map(|e| {
-        if e.contains("://") {
+/// An S3 backend's options, and `client_options.config_kwargs.retries.max_attempts`.
+fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<(S3Options, Option<u32>), String> {
+    let bucket = opt_str(o, "bucket", path)?
+        .filter(|b| !b.trim().is_empty())
+        .ok_or_else(|| format!("{path}.bucket is required (a non-empty string)"))?;
+    let client = options::parse_client_options(o.get("client_options"), &format!("{path}.client_options"))?;
+    // remote-store strips the endpoint and adds https:// to a bare host[:port]; s3fs's
+    // client_kwargs.endpoint_url is the same setting one level down.
+    let endpoint = opt_str(o, "endpoint_url", path)?.or(client.endpoint_url.clone());
+    let endpoint_url = endpoint.map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).map(|e| {
+        let scheme = e.get(..8).unwrap_or(&e).to_ascii_lowercase();
+        if scheme.starts_with("http://") || scheme.starts_with("https://") {
             e
         } else {
             format!("https://{e}")
         }
     });
-    let style = addressing_style(o.get("client_options"), path)?;
-    let addressing_style =
-        style.unwrap_or(if endpoint_url.is_some() { AddressingStyle::Path } else { AddressingStyle::Virtual });
-    let tls_ca_bundle = opt_str(o, "tls_ca_bundle", path)?
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        })
-        .map(PathBuf::from);
+    let addressing_style = match client.addressing_style.as_deref() {
+        None | Some("auto") if endpoint_url.is_some() => AddressingStyle::Path,
+        None | Some("auto") => AddressingStyle::Virtual,
+        Some("path") => AddressingStyle::Path,
+        Some("virtual") => AddressingStyle::Virtual,
+        Some(other) => {
+            return Err(format!(
+                "{path}.client_options.config_kwargs.s3.addressing_style is '{other}'; expected path, virtual or auto"
+            ))
+        }
+    };
+    // An explicit tls_ca_bundle (even "") must be a file; else the first set variable.
+    let tls_ca_bundle = match opt_str(o, "tls_ca_bundle", path)?.or(client.verify_ca.clone()) {
+        Some(p) => Some(p),
+        None => ["AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty())),
+    };
+    if let Some(p) = &tls_ca_bundle {
+        if !std::path::Path::new(p).is_file() {
+            return Err(format!("{path}.tls_ca_bundle '{p}' does not exist or is not a file"));
+        }
+    }
     let secret_opt = |k: &str| -> Result<Option<Secret>, String> {
         Ok(opt_str(o, k, path)?.filter(|s| !s.is_empty()).map(Secret::new))
     };
     let (key, secret) = (secret_opt("key")?, secret_opt("secret")?);
-    Ok(S3Options {
+    if let Some(v) = o.get("reject_write_under_file_ancestor").filter(|v| !v.is_null()) {
+        // Through a mount, a/b can only be made inside a directory a: always true here.
+        v.as_bool().ok_or_else(|| format!("{path}.reject_write_under_file_ancestor must be true or false"))?;
+    }
+    let session_token = client
+        .session_token
+        .clone()
+        .or_else(|| key.as_ref().and(std::env::var("AWS_SESSION_TOKEN").ok()).map(Secret::new));
+    let region = opt_str(o, "region_name", path)?.filter(|s| !s.is_empty()).or(client.region.clone());
+    let opts = S3Options {
         bucket,
         endpoint_url,
         key,
         secret,
-        region: opt_str(o, "region_name", path)?.filter(|s| !s.is_empty()),
-        tls_ca_bundle,
+        region,
+        tls_ca_bundle: tls_ca_bundle.map(PathBuf::from),
         addressing_style,
-    })
-}
-
-/// `client_options.config_kwargs.s3.addressing_style`, as botocore spells it.
-fn addressing_style(client_options: Option<&Value>, path: &str) -> Result<Option<AddressingStyle>, String> {
-    let style = client_options
-        .and_then(|c| c.get("config_kwargs"))
-        .and_then(|c| c.get("s3"))
-        .and_then(|c| c.get("addressing_style"));
-    match style.and_then(Value::as_str) {
-        None | Some("auto") => Ok(None),
-        Some("path") => Ok(Some(AddressingStyle::Path)),
-        Some("virtual") => Ok(Some(AddressingStyle::Virtual)),
-        Some(other) => Err(format!(
-            "{path}.client_options.config_kwargs.s3.addressing_style is '{other}'; expected path, virtual or auto"
-        )),
-    }
+        profile: client.profile,
+        session_token,
+        anon: client.anon,
+        requester_pays: client.requester_pays,
+        put_headers: client.put_headers,
+        connect_timeout: client.connect_timeout,
+        read_timeout: client.read_timeout,
+    };
+    Ok((opts, client.max_attempts))
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ fn load_str(name: &str, text: &str) -> Result<Registry, String> {
 
 fn s3(reg: &Registry, store: &str) -> S3Options {
     match reg.resolve(store).unwrap().backend.kind {
-        BackendKind::S3(o) => o,
+        BackendKind::S3(o) => *o,
         other => panic!("not s3: {other:?}"),
     }
 }
@@ -92,6 +92,9 @@ fn unknown_keys_warn_at_top_and_are_ignored_below() {
     assert_eq!(reg.warnings.len(), 1);
     assert!(reg.warnings[0].contains("'extra'"));
     assert!(reg.resolve("data2").is_ok());
+    // Backend options are checked when the store is opened, as remote-store does.
+    let err = reg.resolve("data").unwrap_err();
+    assert!(err.contains("'s3main'") && err.contains("'unknown_opt'"), "{err}");
 }
 
 #[test]
@@ -115,8 +118,15 @@ fn missing_required_options_name_the_path() {
     assert!(reg.resolve("s").unwrap_err().contains("backends.b.options.bucket is required"));
     let reg = load_str("c.toml", "[backends.b]\ntype = \"local\"\n[stores.s]\nbackend = \"b\"\n").unwrap();
     assert!(reg.resolve("s").unwrap_err().contains("backends.b.options.root is required"));
-    let reg = load_str("c.toml", "[stores.s]\nbackend = \"zz\"\n").unwrap();
-    assert!(reg.resolve("s").unwrap_err().contains("'zz'"));
+    // Every store must name a defined backend, checked at load (remote-store's Registry()).
+    let err = load_str("c.toml", "[stores.s]\nbackend = \"zz\"\n").unwrap_err();
+    assert!(err.contains("stores.s.backend") && err.contains("'zz'"), "{err}");
+    let err = load_str("c.toml", "[backends.b]\n[backends.b.options]\nroot = \"/x\"\n").unwrap_err();
+    assert!(err.contains("backends.b.type is required"), "{err}");
+    let err = load_str("c.toml", "[backends.b]\ntype = 3\n").unwrap_err();
+    assert!(err.contains("backends.b.type must be a string"), "{err}");
+    let err = load_str("c.toml", "[backends.b]\ntype = \"memory\"\n[stores.s]\nbackend = \"b\"\nroot_path = 5\n");
+    assert!(err.unwrap_err().contains("stores.s.root_path must be a string"));
     let err = load_str("c.toml", "[stores.s]\nroot_path = \"x\"\n").unwrap_err();
     assert!(err.contains("stores.s.backend is required"), "{err}");
 }
@@ -149,8 +159,16 @@ fn s3_pyarrow_is_the_same_backend() {
 
 #[test]
 fn retry_attempts_are_validated() {
-    let reg = load_str("c.toml", &EXAMPLE.replace("max_attempts = 5", "max_attempts = 0")).unwrap();
-    assert!(reg.resolve("data").unwrap_err().contains("max_attempts"));
+    // Checked at load for every backend, as RetryPolicy(**table) is.
+    let err = load_str("c.toml", &EXAMPLE.replace("max_attempts = 5", "max_attempts = 0")).unwrap_err();
+    assert!(err.contains("backends.s3main.retry.max_attempts"), "{err}");
+    let err =
+        load_str("c.toml", &EXAMPLE.replace("max_attempts = 5", "max_attempts = 5\nbackof_base = 1")).unwrap_err();
+    assert!(err.contains("backends.s3main.retry.backof_base"), "{err}");
+    let reg =
+        load_str("c.toml", &EXAMPLE.replace("max_attempts = 5", "max_attempts = 4\nbackoff_base = 0.5\njitter = 0"));
+    let retry = reg.unwrap().resolve("data").unwrap().backend.retry;
+    assert_eq!((retry.max_attempts, retry.backoff_base, retry.jitter), (4, Some(0.5), Some(0.0)));
 }
 
 #[test]
@@ -175,7 +193,51 @@ fn secrets_never_show_in_debug() {
 }
 
 #[test]
-fn explicit_ca_bundle_wins() {
-    let text = EXAMPLE.replace("region_name", "tls_ca_bundle = \"/etc/ca.pem\"\nregion_name");
-    assert_eq!(s3(&load_str("c.toml", &text).unwrap(), "data").tls_ca_bundle, Some(PathBuf::from("/etc/ca.pem")));
+fn explicit_ca_bundle_wins_and_must_be_a_file() {
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    let shown = ca.path().display().to_string();
+    let text = EXAMPLE.replace("region_name", &format!("tls_ca_bundle = \"{shown}\"\nregion_name"));
+    assert_eq!(s3(&load_str("c.toml", &text).unwrap(), "data").tls_ca_bundle, Some(ca.path().to_path_buf()));
+    for bad in ["/no/such/ca.pem", ""] {
+        let text = EXAMPLE.replace("region_name", &format!("tls_ca_bundle = \"{bad}\"\nregion_name"));
+        let err = load_str("c.toml", &text).unwrap().resolve("data").unwrap_err();
+        assert!(err.contains("tls_ca_bundle"), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn yaml_merge_keys_and_anchors_are_applied() {
+    let yaml = r#"
+base: &base
+  endpoint_url: " http://127.0.0.1:9000 "
+  key: k
+  secret: s
+backends:
+  one: {type: s3, options: {<<: *base, bucket: one}}
+  two:
+    type: s3
+    options:
+      <<: *base
+      bucket: two
+      endpoint_url: http://other:1
+stores:
+  x: {backend: one}
+  y: {backend: two}
+"#;
+    let reg = load_str("c.yaml", yaml).unwrap();
+    let (x, y) = (s3(&reg, "x"), s3(&reg, "y"));
+    assert_eq!((x.bucket.as_str(), x.endpoint_url.as_deref()), ("one", Some("http://127.0.0.1:9000")));
+    assert_eq!((y.bucket.as_str(), y.endpoint_url.as_deref()), ("two", Some("http://other:1")), "own keys win");
+    assert_eq!(y.key.unwrap().expose(), "k");
+}
+
+#[test]
+fn types_remote_store_cannot_open_as_files_are_refused_with_a_reason() {
+    let reg = load_str("c.toml", "[backends.q]\ntype = \"sql-query\"\n[stores.s]\nbackend = \"q\"\n").unwrap();
+    assert!(reg.resolve("s").unwrap_err().contains("not a file store"));
+    let reg = load_str(
+        "c.toml",
+        "[backends.m]\ntype = \"memory\"\n[backends.m.retry]\nmax_attempts = 2\n[stores.s]\nbackend = \"m\"\n",
+    );
+    assert!(reg.unwrap().resolve("s").unwrap_err().contains("no retry table"));
 }
