@@ -318,6 +318,7 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
         max_bytes: parse_bytes("max-cache-size", &a.max_cache_size)?,
     };
     Ok(FsOptions {
+        store_name: String::new(), // set per store when mounting
         read_only: a.read_only,
         owner,
         meta,

@@ -46,8 +46,9 @@ impl FuseAdapter {
     }
 }
 
-fn errno(e: &FsError) -> Errno {
-    crate::metrics::get().error(e.errno());
+/// The errno for `e`, counted in the store's metrics.
+fn errno(fs: &Fs, e: &FsError) -> Errno {
+    fs.metrics().error(e.errno());
     if matches!(e, FsError::NotFound) {
         tracing::trace!("ENOENT");
     } else {
@@ -133,7 +134,7 @@ impl Filesystem for FuseAdapter {
         self.spawn("lookup", move |fs| async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -147,7 +148,7 @@ impl Filesystem for FuseAdapter {
         self.spawn("getattr", move |fs| async move {
             match fs.getattr(ino.0).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -175,7 +176,7 @@ impl Filesystem for FuseAdapter {
         self.spawn("setattr", move |fs| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -190,7 +191,7 @@ impl Filesystem for FuseAdapter {
             };
             match made {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -206,7 +207,7 @@ impl Filesystem for FuseAdapter {
             };
             match made {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -215,7 +216,7 @@ impl Filesystem for FuseAdapter {
         self.spawn("readlink", move |fs| async move {
             match fs.readlink(ino.0).await {
                 Ok(target) => reply.data(&target),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -239,12 +240,12 @@ impl Filesystem for FuseAdapter {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_reply!(name, reply);
-        self.spawn("unlink", move |fs| async move { empty(reply, fs.unlink(parent.0, &name).await) });
+        self.spawn("unlink", move |fs| async move { empty(&fs, reply, fs.unlink(parent.0, &name).await) });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name_or_reply!(name, reply);
-        self.spawn("rmdir", move |fs| async move { empty(reply, fs.rmdir(parent.0, &name).await) });
+        self.spawn("rmdir", move |fs| async move { empty(&fs, reply, fs.rmdir(parent.0, &name).await) });
     }
 
     fn rename(
@@ -264,7 +265,7 @@ impl Filesystem for FuseAdapter {
             exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
         };
         self.spawn("rename", move |fs| async move {
-            empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, flags).await)
+            empty(&fs, reply, fs.rename(parent.0, &name, newparent.0, &newname, flags).await)
         });
     }
 
@@ -284,7 +285,7 @@ impl Filesystem for FuseAdapter {
         self.spawn("copy_file_range", move |fs| async move {
             match fs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len).await {
                 Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -294,7 +295,7 @@ impl Filesystem for FuseAdapter {
         self.spawn("open", move |fs| async move {
             match fs.open(ino.0, mode, pid).await {
                 Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -315,13 +316,13 @@ impl Filesystem for FuseAdapter {
         if let Some(r) = self.fs.try_read_now(fh.0, offset, size) {
             return match r {
                 Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&self.fs, &e)),
             };
         }
         self.spawn("read", move |fs| async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -345,14 +346,14 @@ impl Filesystem for FuseAdapter {
         self.spawn("write", move |fs| async move {
             match fs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
         let pid = req.pid();
-        self.spawn("flush", move |fs| async move { empty(reply, fs.flush(fh.0, pid).await) });
+        self.spawn("flush", move |fs| async move { empty(&fs, reply, fs.flush(fh.0, pid).await) });
     }
 
     fn release(
@@ -365,18 +366,18 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn("release", move |fs| async move { empty(reply, fs.release(fh.0).await) });
+        self.spawn("release", move |fs| async move { empty(&fs, reply, fs.release(fh.0).await) });
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.spawn("fsync", move |fs| async move { empty(reply, fs.fsync(fh.0).await) });
+        self.spawn("fsync", move |fs| async move { empty(&fs, reply, fs.fsync(fh.0).await) });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.spawn("opendir", move |fs| async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -387,11 +388,11 @@ impl Filesystem for FuseAdapter {
             reply.add(INodeNo(a.ino), next, kind, name)
         };
         if let Some(r) = self.fs.try_readdir_now(fh.0, offset, false, |next, name, a| add(&mut reply, next, name, a)) {
-            return reply.done(r);
+            return reply.done(&self.fs, r);
         }
         self.spawn("readdir", move |fs| async move {
             let r = fs.readdir(fh.0, offset, false, |next, name, a| add(&mut reply, next, name, a)).await;
-            reply.done(r)
+            reply.done(&fs, r)
         });
     }
 
@@ -401,11 +402,11 @@ impl Filesystem for FuseAdapter {
             reply.add(INodeNo(a.ino), next, name, &ttl, &file_attr(a), Generation(0))
         };
         if let Some(r) = self.fs.try_readdir_now(fh.0, offset, true, |next, name, a| add(&mut reply, next, name, a)) {
-            return reply.done(r);
+            return reply.done(&self.fs, r);
         }
         self.spawn("readdirplus", move |fs| async move {
             let r = fs.readdir(fh.0, offset, true, |next, name, a| add(&mut reply, next, name, a)).await;
-            reply.done(r)
+            reply.done(&fs, r)
         });
     }
 
@@ -461,7 +462,7 @@ impl Filesystem for FuseAdapter {
             };
             match made {
                 Ok((a, o)) => reply.created(&ttl, &file_attr(&a), Generation(0), FileHandle(o.fh), fopen_flags(&o)),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => reply.error(errno(&fs, &e)),
             }
         });
     }
@@ -493,16 +494,16 @@ impl KernelCache for KernelPages {
 
 /// ReplyDirectory and ReplyDirectoryPlus end the same way.
 trait DirReply {
-    fn done(self, r: Result<(), FsError>);
+    fn done(self, fs: &Fs, r: Result<(), FsError>);
 }
 
 macro_rules! dir_reply {
     ($($reply:ty),*) => {$(
         impl DirReply for $reply {
-            fn done(self, r: Result<(), FsError>) {
+            fn done(self, fs: &Fs, r: Result<(), FsError>) {
                 match r {
                     Ok(()) => self.ok(),
-                    Err(e) => self.error(errno(&e)),
+                    Err(e) => self.error(errno(fs, &e)),
                 }
             }
         }
@@ -511,9 +512,9 @@ macro_rules! dir_reply {
 
 dir_reply!(ReplyDirectory, ReplyDirectoryPlus);
 
-fn empty(reply: ReplyEmpty, r: Result<(), FsError>) {
+fn empty(fs: &Fs, reply: ReplyEmpty, r: Result<(), FsError>) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(&e)),
+        Err(e) => reply.error(errno(fs, &e)),
     }
 }

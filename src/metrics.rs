@@ -3,7 +3,7 @@
 //! served as text on `--metrics-addr`. Process-wide: one mount per process.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -18,17 +18,14 @@ type Labels = Vec<(&'static str, String)>;
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels, Counter>,
-    pub bytes_read: Counter,
-    pub bytes_written: Counter,
+    bytes_read: Family<Labels, Counter>,
+    bytes_written: Family<Labels, Counter>,
     cache: Family<Labels, Counter>,
     prefetch: Family<Labels, Counter>,
     pub parts_in_flight: Gauge,
     memory_reserved: Gauge,
     errors: Family<Labels, Counter>,
-    /// Handles of the counters bumped on every lookup and read, made once: the hot
-    /// paths then cost one atomic add, not a label lookup.
-    hot_cache: Vec<(&'static str, Counter, Counter)>,
-    hot_prefetch: [Counter; 2],
+    stores: std::sync::Mutex<std::collections::HashMap<String, Arc<StoreMetrics>>>,
 }
 
 const CACHES: [&str; 4] = ["entry", "negative", "listing", "attr"];
@@ -38,40 +35,58 @@ impl Metrics {
         let mut registry = Registry::with_prefix("rstore");
         let m = Self {
             requests: Family::default(),
-            bytes_read: Counter::default(),
-            bytes_written: Counter::default(),
+            bytes_read: Family::default(),
+            bytes_written: Family::default(),
             cache: Family::default(),
             prefetch: Family::default(),
             parts_in_flight: Gauge::default(),
             memory_reserved: Gauge::default(),
             errors: Family::default(),
             registry: Registry::default(),
-            hot_cache: Vec::new(),
-            hot_prefetch: Default::default(),
+            stores: Default::default(),
         };
-        registry.register("s3_requests", "Object-store requests by operation and result", m.requests.clone());
-        registry.register("bytes_read", "Bytes received from the object store", m.bytes_read.clone());
-        registry.register("bytes_written", "Bytes sent to the object store", m.bytes_written.clone());
-        registry.register("cache_lookups", "Metadata cache lookups by cache and result", m.cache.clone());
-        registry.register("prefetch_reads", "File reads: ready in the prefetch window, or waited", m.prefetch.clone());
+        registry.register("s3_requests", "Object-store requests by store, operation and result", m.requests.clone());
+        registry.register("bytes_read", "Bytes received from the object store, by store", m.bytes_read.clone());
+        registry.register("bytes_written", "Bytes sent to the object store, by store", m.bytes_written.clone());
+        registry.register("cache_lookups", "Metadata cache lookups by store, cache and result", m.cache.clone());
+        registry.register(
+            "prefetch_reads",
+            "File reads by store: ready in the prefetch window, or waited",
+            m.prefetch.clone(),
+        );
         registry.register("upload_parts_in_flight", "Upload parts being sent now", m.parts_in_flight.clone());
         registry.register("memory_reserved_bytes", "Bytes reserved from --max-memory", m.memory_reserved.clone());
-        registry.register("fuse_errors", "Errors returned to programs, by errno", m.errors.clone());
-        let counter = |f: &Family<Labels, Counter>, labels: Labels| f.get_or_create(&labels).clone();
-        let cache_pair = |c: &'static str| {
-            let (hit, miss) = (("result", "hit".to_string()), ("result", "miss".to_string()));
-            (c, counter(&m.cache, vec![("cache", c.into()), hit]), counter(&m.cache, vec![("cache", c.into()), miss]))
-        };
-        let hot_cache = CACHES.into_iter().map(cache_pair).collect();
-        let hot_prefetch = ["ready", "waited"].map(|r| counter(&m.prefetch, vec![("result", r.into())]));
-        Self { registry, hot_cache, hot_prefetch, ..m }
+        registry.register("fuse_errors", "Errors returned to programs, by store and errno", m.errors.clone());
+        Self { registry, ..m }
     }
 
+    pub fn render(&self, budget: &MemoryBudget) -> String {
+        self.memory_reserved.set(budget.reserved() as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The series of one mounted store (label `store`), with the counters bumped on every
+/// lookup and read made once, so the hot paths allocate no labels.
+#[derive(Debug)]
+pub struct StoreMetrics {
+    store: String,
+    requests: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    pub bytes_read: Counter,
+    pub bytes_written: Counter,
+    hot_cache: Vec<(&'static str, Counter, Counter)>,
+    hot_prefetch: [Counter; 2],
+}
+
+impl StoreMetrics {
     pub fn request(&self, op: &'static str, result: &'static str) {
-        self.requests.get_or_create(&vec![("op", op.into()), ("result", result.into())]).inc();
+        let labels = vec![("store", self.store.clone()), ("op", op.into()), ("result", result.into())];
+        self.requests.get_or_create(&labels).inc();
     }
 
-    /// `cache` is one of `CACHES`.
     pub fn cache(&self, cache: &'static str, hit: bool) {
         if let Some((_, h, m)) = self.hot_cache.iter().find(|(c, ..)| *c == cache) {
             if hit { h } else { m }.inc();
@@ -83,16 +98,35 @@ impl Metrics {
     }
 
     pub fn error(&self, errno: i32) {
-        self.errors.get_or_create(&vec![("errno", errno_name(errno).into())]).inc();
+        self.errors.get_or_create(&vec![("store", self.store.clone()), ("errno", errno_name(errno).into())]).inc();
     }
+}
 
-    /// The text exposition, with gauges read now.
-    pub fn render(&self, budget: &MemoryBudget) -> String {
-        self.memory_reserved.set(budget.reserved() as i64);
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+/// The series of store `name` (made once per name and process).
+pub fn for_store(name: &str) -> Arc<StoreMetrics> {
+    let m = get();
+    let mut stores = m.stores.lock().unwrap();
+    if let Some(s) = stores.get(name) {
+        return s.clone();
     }
+    let store = || ("store", name.to_string());
+    let counter = |f: &Family<Labels, Counter>, labels: Labels| f.get_or_create(&labels).clone();
+    let cache_pair = |c: &'static str| {
+        let (hit, miss) = (("result", "hit".to_string()), ("result", "miss".to_string()));
+        let labels = |r| vec![store(), ("cache", c.to_string()), r];
+        (c, counter(&m.cache, labels(hit)), counter(&m.cache, labels(miss)))
+    };
+    let s = Arc::new(StoreMetrics {
+        store: name.to_string(),
+        requests: m.requests.clone(),
+        errors: m.errors.clone(),
+        bytes_read: counter(&m.bytes_read, vec![store()]),
+        bytes_written: counter(&m.bytes_written, vec![store()]),
+        hot_cache: CACHES.into_iter().map(cache_pair).collect(),
+        hot_prefetch: ["ready", "waited"].map(|r| counter(&m.prefetch, vec![store(), ("result", r.into())])),
+    });
+    stores.insert(name.to_string(), s.clone());
+    s
 }
 
 pub fn get() -> &'static Metrics {

@@ -207,7 +207,8 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
     let ttl = req.opts.meta.ttl.unwrap_or(Duration::from_secs(24 * 3600));
     let mut mounts = Vec::new();
     for (t, store) in req.targets.iter().zip(stores) {
-        let fs = Arc::new(Fs::sharing(store, req.opts.clone(), budget.clone(), staging.clone()));
+        let opts = FsOptions { store_name: t.store.name.clone(), ..req.opts.clone() };
+        let fs = Arc::new(Fs::sharing(store, opts, budget.clone(), staging.clone()));
         let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl);
         // Resolved before mounting: afterwards a stat of it would wait on this very session.
         let resolved = std::fs::canonicalize(&t.mountpoint).unwrap_or_else(|_| t.mountpoint.clone());

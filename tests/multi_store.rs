@@ -170,8 +170,16 @@ fn stores_mounts_a_subset_and_the_process_ends_with_its_last_mount() {
     let server = MotoServer::start(&["bkt-one", "bkt-two"]);
     let (cfg, local) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = four_stores(cfg.path(), &server.endpoint, local.path());
-    let mut m = AllMounted::start(&config, &["--stores", "gamma,delta"], &["gamma", "delta"]);
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut m = AllMounted::start(&config, &["--stores", "gamma,delta", "--metrics-addr", &addr], &["gamma", "delta"]);
     assert!(!m.root.join("alpha").exists(), "only the chosen stores");
+    fs::write(m.join("gamma", "g"), vec![1u8; 1000]).unwrap();
+    fs::write(m.join("delta", "d"), vec![2u8; 3000]).unwrap();
+    // One endpoint for the process; each store's series carry its name.
+    let text = common::scrape(&addr);
+    for (s, n) in [("gamma", 1000.0), ("delta", 3000.0)] {
+        assert_eq!(common::metric(&text, &format!("rstore_bytes_written_total{{store=\"{s}\"}}")), n, "{text}");
+    }
     for s in ["gamma", "delta"] {
         assert!(Command::new("umount").arg(m.root.join(s)).status().unwrap().success());
     }

@@ -229,12 +229,12 @@ fn metrics_move_during_a_copy() {
     let mut seen = Vec::new();
     while copy.try_wait().unwrap().is_none() && seen.len() < 50 {
         let text = common::scrape(&addr);
-        seen.push(common::metric(&text, "rstore_bytes_written_total"));
+        seen.push(common::metric(&text, "rstore_bytes_written_total{store=\"data\"}"));
         std::thread::sleep(Duration::from_millis(100));
     }
     copy.wait().unwrap();
     let end = common::scrape(&addr);
-    assert_eq!(common::metric(&end, "rstore_bytes_written_total"), (300u64 << 20) as f64);
+    assert_eq!(common::metric(&end, "rstore_bytes_written_total{store=\"data\"}"), (300u64 << 20) as f64);
     assert!(seen.windows(2).any(|w| w[1] > w[0]), "counters moved while the copy ran: {seen:?}");
     for name in ["rstore_s3_requests_total", "rstore_memory_reserved_bytes", "rstore_cache_lookups_total"] {
         assert!(end.contains(name), "{name} missing:\n{end}");

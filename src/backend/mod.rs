@@ -167,7 +167,7 @@ pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::resu
     #[cfg(feature = "fault-injection")]
     let scoped = faults::Faults::from_env(scoped)?;
     // Metrics count every attempt (a retried 503 shows as throttled, then ok).
-    let metered = Arc::new(Metered::new(scoped));
+    let metered = Arc::new(Metered::new(scoped, crate::metrics::for_store(&store.name)));
     Ok(Arc::new(Retrying::with_policy(metered, store.backend.retry.clone(), request_timeout)))
 }
 

@@ -254,7 +254,7 @@ impl Fs {
         self.follow_base(fh, &s);
         drop(s);
         let r = fh.reader.as_mut()?.try_read(offset, size as u64).map(|r| r.map_err(FsError::from));
-        crate::metrics::get().prefetch(r.is_some());
+        self.metrics.prefetch(r.is_some());
         r
     }
 

@@ -31,6 +31,8 @@ use crate::meta::{
 
 #[derive(Clone, Debug, Default)]
 pub struct FsOptions {
+    /// The store's name, for the `store` label of its metrics.
+    pub store_name: String,
     pub read_only: bool,
     pub owner: Ownership,
     pub meta: MetaConfig,
@@ -107,6 +109,7 @@ pub struct Fs {
     /// The shared state of every file with an open handle, by inode.
     files: OpenFiles,
     kernel_cache: KernelCacheSlot,
+    metrics: Arc<crate::metrics::StoreMetrics>,
     next_fh: AtomicU64,
     budget: MemoryBudget,
     uploader: Uploader,
@@ -128,6 +131,7 @@ impl Fs {
     /// `staging`, both shared with the other stores mounted by this process.
     pub fn sharing(store: DynStore, opts: FsOptions, budget: MemoryBudget, staging: StagingArea) -> Self {
         let mount_time = SystemTime::now();
+        let metrics = crate::metrics::for_store(&opts.store_name);
         Self {
             uploader: Uploader::new(store.clone(), opts.upload.clone(), budget.clone()),
             staging,
@@ -141,6 +145,7 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             files: OpenFiles::default(),
             kernel_cache: KernelCacheSlot::default(),
+            metrics,
             next_fh: AtomicU64::new(1),
             mount_time,
         }
@@ -148,6 +153,11 @@ impl Fs {
 
     pub fn budget(&self) -> &MemoryBudget {
         &self.budget
+    }
+
+    /// This store's metrics (the `store` label).
+    pub fn metrics(&self) -> &crate::metrics::StoreMetrics {
+        &self.metrics
     }
 
     /// Lets the fs drop pages the kernel caches (see `KernelCache`); set once, by the
@@ -309,7 +319,7 @@ impl Fs {
             e => e,
         })?;
         let dir = self.dir(parent)?;
-        let m = crate::metrics::get();
+        let m = &self.metrics;
         if let Some(c) = self.cached_child(parent, name) {
             m.cache("entry", true);
             return Ok(c);
@@ -358,7 +368,7 @@ impl Fs {
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
         let i = self.inode(ino)?;
         let fresh = i.kind == Kind::Dir || i.writing || self.opts.meta.fresh(i.validated);
-        crate::metrics::get().cache("attr", fresh);
+        self.metrics.cache("attr", fresh);
         if fresh {
             return Ok(self.attr_of(&i));
         }
@@ -473,7 +483,7 @@ impl Fs {
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
         let dir = self.dir(ino)?;
         let cached = self.listings.get(ino);
-        crate::metrics::get().cache("listing", cached.is_some());
+        self.metrics.cache("listing", cached.is_some());
         let mut entries = match cached {
             Some(cached) => cached,
             None => self.fetch_listing(ino, &dir).await?,
