@@ -141,12 +141,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The terminal gets our own lines only: other crates' logs (the AWS SDK, hyper, rustls,
+/// fuser) are off unless RUST_LOG asks for them; colour only on a terminal.
 fn init_logging(args: &Args) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,fuser=error,rstore_mount={}", args.log_level)));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+        .unwrap_or_else(|_| EnvFilter::new(format!("off,rstore_mount={}", args.log_level)));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
 
 fn run(args: Args) -> Result<(), Failure> {

@@ -27,11 +27,14 @@ pub struct FuseAdapter {
     rt: tokio::runtime::Handle,
     /// How long the kernel may cache entries and attributes.
     ttl: Duration,
+    /// How long unmounting waits for uploads still open.
+    drain: Duration,
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, ttl: Duration) -> Self {
-        Self { fs, rt, ttl }
+    /// `drain`: how long unmounting waits for uploads still open (`--drain-timeout`).
+    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, ttl: Duration, drain: Duration) -> Self {
+        Self { fs, rt, ttl, drain }
     }
 
     /// Runs one request as a task, inside a debug-level span named after it.
@@ -120,12 +123,20 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
+    /// Unmounted: commit what is still open, for at most `--drain-timeout`; then the
+    /// uploads that could not finish are aborted (or named in the log as left).
     fn destroy(&mut self) {
-        let fs = self.fs.clone();
-        let failed = self.rt.block_on(async move { fs.drain().await });
-        if failed > 0 {
-            tracing::error!(failed, "uploads failed while unmounting");
-        }
+        let (fs, drain) = (self.fs.clone(), self.drain);
+        self.rt.block_on(async move {
+            match tokio::time::timeout(drain, fs.drain()).await {
+                Ok(0) => {}
+                Ok(failed) => tracing::error!(failed, "uploads failed while unmounting"),
+                Err(_) => {
+                    tracing::error!(?drain, "uploads still running after --drain-timeout; abandoning them");
+                    let _ = tokio::time::timeout(Duration::from_secs(3), fs.abandon()).await;
+                }
+            }
+        });
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

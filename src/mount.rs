@@ -84,12 +84,11 @@ pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) ->
     let backend = backend::open(store, request_timeout).await.map_err(|e| format!("{what}: {e}"))?;
     backend.check().await.map_err(|e| {
         let why = match e {
-            BackendError::NoSuchBucket(m) => m,
+            BackendError::NoSuchBucket(m) => format!("bucket missing: {m}"),
             BackendError::AccessDenied(m) => format!("access denied ({m}); check key and secret"),
             BackendError::NotFound => "not found".into(),
-            BackendError::Transient(m) | BackendError::Throttled(m) => {
-                format!("cannot reach the server: {m}")
-            }
+            BackendError::Throttled(m) => format!("throttled by the server: {m}"),
+            BackendError::Transient(m) => format!("server unreachable: {m}"),
             other => other.to_string(),
         };
         Failure(format!("{what}: {why}"))
@@ -209,7 +208,7 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
     for (t, store) in req.targets.iter().zip(stores) {
         let opts = FsOptions { store_name: t.store.name.clone(), ..req.opts.clone() };
         let fs = Arc::new(Fs::sharing(store, opts, budget.clone(), staging.clone()));
-        let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl);
+        let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl, req.settings.drain_timeout);
         // Resolved before mounting: afterwards a stat of it would wait on this very session.
         let resolved = std::fs::canonicalize(&t.mountpoint).unwrap_or_else(|_| t.mountpoint.clone());
         let config = fuse_config(&t.store.name, &req.opts, &req.settings);

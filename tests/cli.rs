@@ -94,7 +94,7 @@ fn bad_inputs_fail_fast_with_one_line() {
             std::fs::read_to_string(&good)
                 .unwrap()
                 .replace(&server.endpoint, &format!("http://127.0.0.1:{}", common::free_port())),
-            "cannot reach the server",
+            "server unreachable",
         ),
     ];
     for (text, expect) in cases {

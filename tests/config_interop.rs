@@ -149,6 +149,18 @@ fn region_chain_profile_token_and_requester_pays_are_honoured() {
     let request = seen.join().unwrap();
     assert!(request.contains("x-amz-security-token: session-token-value"), "{request}");
     assert!(request.contains("x-amz-request-payer: requester"), "{request}");
+
+    // anon: unsigned requests, although a key is configured.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let anon = wire
+        .replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{}", listener.local_addr().unwrap().port()))
+        .replace("requester_pays = true", "anon = true");
+    let seen = capture_one(listener);
+    let _ = common::rt().block_on(s3_store_for(&anon, dir.path()).head("k"));
+    let request = seen.join().unwrap();
+    assert!(request.starts_with("head /bkt/k"), "{request}");
+    assert!(!request.contains("authorization:") && !request.contains("x-amz-security-token"), "{request}");
+    assert_eq!(theirs(&write(dir.path(), "anon.toml", &anon), "s"), "ok", "remote-store takes anon too");
 }
 
 /// `s3_additional_kwargs`: SSE and ACL reach every object written through the mount.

@@ -67,11 +67,23 @@ impl Retrying {
                 }
             }
         };
-        attempt
+        let tries = std::sync::atomic::AtomicU32::new(1);
+        let r = attempt
             .retry(self.backoff())
             .when(retryable)
-            .notify(|e, wait| tracing::debug!(op, error = %e, ?wait, "retrying"))
-            .await
+            .notify(|e, wait| {
+                tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(op, error = %e, ?wait, "retrying")
+            })
+            .await;
+        // A request that gave up says after how many attempts, so one line tells a
+        // throttled server from a single failure.
+        let n = tries.into_inner();
+        r.map_err(|e| match e {
+            BackendError::Throttled(m) if n > 1 => BackendError::Throttled(format!("{m} (gave up after {n} attempts)")),
+            BackendError::Transient(m) if n > 1 => BackendError::Transient(format!("{m} (gave up after {n} attempts)")),
+            e => e,
+        })
     }
 }
 
@@ -81,8 +93,10 @@ fn retryable(e: &BackendError) -> bool {
 
 #[async_trait]
 impl ObjectStore for Retrying {
+    /// The start-up check goes through the same policy as every other request: a
+    /// throttled server is tried `max_attempts` times before the mount gives up.
     async fn check(&self) -> Result<()> {
-        self.inner.check().await // the CLI's own time budget applies; no retry
+        self.run("head_bucket", || self.inner.check()).await
     }
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         self.run("head", || self.inner.head(key)).await

@@ -38,6 +38,11 @@ impl PendingAborts {
         self.0.lock().unwrap().push((key, id));
     }
 
+    /// The uploads whose abort is still pending: (key, upload id).
+    pub fn pending(&self) -> Vec<(String, String)> {
+        self.0.lock().unwrap().clone()
+    }
+
     /// Tries every pending abort once; returns how many are still pending.
     pub async fn retry(&self, store: &DynStore) -> usize {
         let pending = std::mem::take(&mut *self.0.lock().unwrap());
@@ -282,6 +287,8 @@ impl Drop for Upload {
         };
         mpu.in_flight.abort_all();
         let (up, key) = (self.up.clone(), self.key.clone());
+        // Named in the log: if the process ends before the abort lands, the parts stay.
+        tracing::warn!(%key, upload_id = %mpu.id, "unfinished multipart upload dropped; aborting it");
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {

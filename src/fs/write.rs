@@ -312,6 +312,28 @@ impl Fs {
         Ok(())
     }
 
+    /// Gives up on every unfinished upload (unmount after `--drain-timeout`): each
+    /// multipart upload is aborted, and what cannot be aborted is named in the log as
+    /// left on the server. Files whose state is locked by a stuck commit are named too.
+    pub async fn abandon(&self) {
+        for file in self.files.all() {
+            let Ok(mut s) = file.try_lock() else {
+                let key = self.inode(file.ino()).map(|i| i.key()).unwrap_or_default();
+                tracing::error!(%key, "upload still running at exit; its data is not stored");
+                continue;
+            };
+            if s.pending() {
+                tracing::error!(key = %s.key, "unmounted before this file could be uploaded; its data is not stored");
+            }
+            if let Some(mut up) = s.upload.take() {
+                up.abort().await;
+            }
+        }
+        for (key, id) in self.uploader.aborts.pending() {
+            tracing::error!(%key, upload_id = %id, "multipart upload left on the server (abort it or set a lifecycle rule)");
+        }
+    }
+
     /// Finishes every open upload and retries failed aborts (SIGTERM, unmount).
     /// Returns how many uploads failed.
     pub async fn drain(&self) -> usize {

@@ -6,6 +6,7 @@ pub mod moto;
 pub mod mount;
 pub mod python;
 pub mod s3s_server;
+pub mod throttle;
 
 use std::path::{Path, PathBuf};
 
@@ -158,10 +159,26 @@ pub fn scrape(addr: &str) -> String {
     out
 }
 
-/// The value of the sample whose name (with labels) is exactly `name`; 0 when absent.
+/// The sum of the samples named like `name` that carry every label `name` gives
+/// (`rstore_x_total` sums all; `rstore_x_total{op="get"}` those with op="get", whatever
+/// their other labels, such as `store`); 0 when absent.
 pub fn metric(text: &str, name: &str) -> f64 {
+    let (want_name, want_labels) = split_sample(name);
     text.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (sample, value) = l.rsplit_once(' ')?;
+            let (n, labels) = split_sample(sample);
+            (n == want_name && want_labels.iter().all(|w| labels.contains(w)))
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
         .sum()
+}
+
+/// `name{a="1",b="2"}` → (`name`, [`a="1"`, `b="2"`]).
+fn split_sample(s: &str) -> (&str, Vec<&str>) {
+    match s.split_once('{') {
+        Some((n, rest)) => (n, rest.trim_end_matches('}').split(',').filter(|l| !l.is_empty()).collect()),
+        None => (s, Vec::new()),
+    }
 }
