@@ -64,6 +64,14 @@ fn our_verdict_on_each_config_difference_is_remote_stores() {
              backends:\n  b: {type: s3, options: {<<: *base, bucket: two}}\nstores:\n  s: {backend: b}\n"
                 .into(),
         ),
+        (
+            "yaml 1.1 booleans",
+            "c.yaml",
+            "backends:\n  b:\n    type: s3\n    options:\n      bucket: b\n      endpoint_url: 'http://127.0.0.1:9'\n\
+             \x20     reject_write_under_file_ancestor: yes\n      client_options: {anon: on, use_listings_cache: off}\n\
+             stores:\n  s: {backend: b, root_path: ~}\n"
+                .into(),
+        ),
         ("unknown option", "c.toml", format!("{S3}regoin_name = \"x\"\n[stores.s]\nbackend = \"b\"\n")),
         ("retry keys", "c.toml", format!("{S3}[backends.b.retry]\nmax_attempts = 4\nbackoff_base = 0.2\njitter = 0\ntimeout = 30\n[stores.s]\nbackend = \"b\"\n")),
         ("unknown retry key", "c.toml", format!("{S3}[backends.b.retry]\nattempts = 4\n[stores.s]\nbackend = \"b\"\n")),

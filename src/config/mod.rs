@@ -5,6 +5,7 @@ mod interpolate;
 mod options;
 mod secret;
 mod source;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -344,10 +345,8 @@ fn parse_s3(o: &Map<String, Value>, path: &str) -> Result<(S3Options, Option<u32
         Ok(opt_str(o, k, path)?.filter(|s| !s.is_empty()).map(Secret::new))
     };
     let (key, secret) = (secret_opt("key")?, secret_opt("secret")?);
-    if let Some(v) = o.get("reject_write_under_file_ancestor").filter(|v| !v.is_null()) {
-        // Through a mount, a/b can only be made inside a directory a: always true here.
-        v.as_bool().ok_or_else(|| format!("{path}.reject_write_under_file_ancestor must be true or false"))?;
-    }
+    // reject_write_under_file_ancestor needs nothing: through a mount, a/b can only be
+    // made inside a directory a, so writes under a file are always refused (ENOTDIR).
     let session_token = client
         .session_token
         .clone()

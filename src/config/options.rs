@@ -189,8 +189,22 @@ fn string(v: &Value, path: &str) -> Result<String, String> {
     v.as_str().map(str::to_string).ok_or_else(|| format!("{path} must be a string"))
 }
 
-fn boolean(v: &Value, path: &str) -> Result<bool, String> {
-    v.as_bool().ok_or_else(|| format!("{path} must be true or false"))
+/// A flag as s3fs takes it: Python truthiness (no type check upstream), so a file that
+/// remote-store accepts opens the same way here.
+fn boolean(v: &Value, _path: &str) -> Result<bool, String> {
+    Ok(truthy(v))
+}
+
+/// Python's `bool(v)` for a config value.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
 }
 
 fn seconds(v: &Value, path: &str) -> Result<f64, String> {

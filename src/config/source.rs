@@ -39,12 +39,8 @@ pub fn read_tree(path: &Path) -> Result<Value, String> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if matches!(ext, "yaml" | "yml") {
-        // Merge keys (`<<: *base`) as PyYAML's safe_load applies them; aliases are
-        // resolved by the parser.
-        let mut y: serde_norway::Value =
-            serde_norway::from_str(&text).map_err(|e| format!("{shown}: invalid YAML: {e}"))?;
-        y.apply_merge().map_err(|e| format!("{shown}: invalid YAML merge key: {e}"))?;
-        let v: Value = serde_norway::from_value(y).map_err(|e| format!("{shown}: invalid YAML: {e}"))?;
+        // As PyYAML's safe_load reads it (YAML 1.1 scalars, anchors, merge keys).
+        let v = super::yaml::parse(&text).map_err(|e| format!("{shown}: invalid YAML: {e}"))?;
         return Ok(if v.is_null() { Value::Object(Default::default()) } else { v });
     }
     let doc: toml::Table = toml::from_str(&text).map_err(|e| toml_error(&shown.to_string(), &text, &e))?;
