@@ -77,34 +77,43 @@ impl Fs {
         self.check_writable()?;
         Self::check_name(name)?;
         self.dir(parent)?;
-        if let Some(existing) = self.cached_child(parent, name) {
-            match existing.kind {
-                Kind::Dir => return Err(FsError::IsDir),
-                _ if how.exclusive => return Err(FsError::Exists),
-                Kind::File => {
-                    let opened = self.open(existing.ino, how, pid).await?;
-                    self.inodes.lock().unwrap().add_lookup(existing.ino);
-                    return Ok((self.attr_of(&self.inode(existing.ino)?), opened));
-                }
-                _ => {}
-            }
-        }
-        self.negative.remove(parent, name);
         let found =
             Found { posix: Some(self.initial_posix(Kind::File, mode)), ..Found::file(0, SystemTime::now(), None) };
-        self.listings.upsert(parent, name, found.clone());
-        let ino = {
+        // Decided under the inode table's lock: of two creates of one name at once, one
+        // makes the file and the other opens it (never truncating what the first wrote).
+        let made = {
             let mut table = self.inodes.lock().unwrap();
-            let ino = table.upsert(parent, name, found);
-            let i = table.get_mut(ino).expect("just inserted");
-            (i.size, i.writing) = (0, true);
-            i.lookups += 1;
-            ino
+            let fresh = |c: &Inode| c.writing || c.kind == Kind::Dir || self.opts.meta.fresh(c.validated);
+            match table.child(parent, name).filter(|c| fresh(c)) {
+                Some(c) if c.kind == Kind::Dir => return Err(FsError::IsDir),
+                Some(_) if how.exclusive => return Err(FsError::Exists),
+                Some(c) if c.kind == Kind::File => Err(c.ino),
+                _ => {
+                    let ino = table.upsert(parent, name, found.clone());
+                    let i = table.get_mut(ino).expect("just inserted");
+                    (i.size, i.writing) = (0, true);
+                    i.lookups += 1;
+                    // A new state is born created: an open of the name that comes next
+                    // shares it and finds nothing to truncate.
+                    let key = i.key();
+                    let fresh_state = || OpenFile { created: true, truncated: true, ..OpenFile::new(key) };
+                    Ok((ino, self.files.get_or_make(ino, fresh_state)))
+                }
+            }
         };
+        let (ino, (file, made_now)) = match made {
+            Ok(made) => made,
+            Err(existing) => {
+                let opened = self.open(existing, how, pid).await?;
+                self.inodes.lock().unwrap().add_lookup(existing);
+                return Ok((self.attr_of(&self.inode(existing)?), opened));
+            }
+        };
+        self.negative.remove(parent, name);
+        self.listings.upsert(parent, name, found);
         let i = self.inode(ino)?;
-        let file = self.files.get_or_create(ino, || OpenFile::new(i.key()));
-        {
-            // The name may have had an inode with open handles: they now see the new, empty file.
+        if !made_now {
+            // The name's inode had open handles: they now see the new, empty file.
             let mut s = file.lock().await;
             self.truncate_state(ino, &mut s, 0).await?;
             (s.created, s.unlinked, s.broken) = (true, false, false);

@@ -228,3 +228,17 @@ async fn an_ftruncate_is_committed_by_its_openers_close() {
     fs.release(w).await.unwrap();
     fs.release(keep_open).await.unwrap();
 }
+
+#[tokio::test]
+async fn fstat_of_an_unlinked_open_file_keeps_answering_after_the_ttl() {
+    let (p, fs) = setup();
+    put(&p, "gone", b"12345").await;
+    let ino = fs.lookup(ROOT, "gone").await.unwrap().ino;
+    let r = fs.open(ino, rd(), PID).await.unwrap().fh;
+    fs.unlink(ROOT, "gone").await.unwrap();
+    put(&p, "gone", b"another object").await; // the name now means something else
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(fs.getattr(ino).await.unwrap().size, 5, "the open file, not the name's new object");
+    assert_eq!(fs.read(r, 0, 100).await.unwrap(), &b"12345"[..]);
+    fs.release(r).await.unwrap();
+}

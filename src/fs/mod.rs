@@ -328,6 +328,7 @@ impl Fs {
             m.cache("negative", true);
             return Err(FsError::NotFound);
         }
+        let asked = Instant::now();
         let found = match self.listings.lookup(parent, name) {
             Some(listed) => {
                 m.cache("listing", true);
@@ -337,18 +338,24 @@ impl Fs {
                 m.cache("entry", false);
                 match self.relist_lookup(parent, &dir, name).await? {
                     Some(listed) => listed,
-                    None => self.probe(&dir.child_path(name)).await?,
+                    None => self.probe(&dir.child_path(name)).await?.map(|f| Found { seen: asked, ..f }),
                 }
             }
         };
+        let mut table = self.inodes.lock().unwrap();
+        // What the store said while this mount created or changed the name (a create
+        // racing this lookup) is older than what the mount knows: the mount's wins.
+        if let Some(c) = table.child(parent, name).filter(|c| c.writing || c.validated > asked) {
+            return Ok(c.clone());
+        }
         match found {
             Some(found) => {
-                let mut table = self.inodes.lock().unwrap();
                 let ino = table.upsert(parent, name, found);
                 Ok(table.get(ino).cloned().expect("just inserted"))
             }
             None => {
-                self.inodes.lock().unwrap().unlink(parent, name);
+                table.unlink(parent, name);
+                drop(table);
                 self.negative.insert(parent, name);
                 Err(FsError::NotFound)
             }
@@ -366,8 +373,15 @@ impl Fs {
     }
 
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
-        let i = self.inode(ino)?;
-        let fresh = i.kind == Kind::Dir || i.writing || self.opts.meta.fresh(i.validated);
+        let (i, orphan) = {
+            let table = self.inodes.lock().unwrap();
+            let i = table.get(ino).cloned().ok_or(FsError::NotFound)?;
+            // Unlinked (or renamed over) while open: its name now means another object,
+            // or none; fstat of the open file must not ask the store about that name.
+            let orphan = ino != inode::ROOT_INO && table.child(i.parent, &i.name).map(|c| c.ino) != Some(ino);
+            (i, orphan)
+        };
+        let fresh = i.kind == Kind::Dir || i.writing || orphan || self.opts.meta.fresh(i.validated);
         self.metrics.cache("attr", fresh);
         if fresh {
             return Ok(self.attr_of(&i));

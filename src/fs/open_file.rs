@@ -153,9 +153,18 @@ impl OpenFiles {
 
     /// The state of `ino`, made by `make` if nobody has it open.
     pub fn get_or_create(&self, ino: u64, make: impl FnOnce() -> OpenFile) -> FileRef {
-        let file =
-            self.0.lock().unwrap().entry(ino).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(make()))).clone();
-        FileRef { ino, file: Some(file), table: self.clone() }
+        self.get_or_make(ino, make).0
+    }
+
+    /// As `get_or_create`, and whether `make` made it.
+    pub fn get_or_make(&self, ino: u64, make: impl FnOnce() -> OpenFile) -> (FileRef, bool) {
+        let mut made = false;
+        let mut map = self.0.lock().unwrap();
+        let file = map.entry(ino).or_insert_with(|| {
+            made = true;
+            Arc::new(tokio::sync::Mutex::new(make()))
+        });
+        (FileRef { ino, file: Some(file.clone()), table: self.clone() }, made)
     }
 
     /// Every open file (to drain them at unmount).
