@@ -18,7 +18,17 @@ use crate::mount::{self, Failure, MountRequest, MountSettings, Target};
 /// Every store:     rstore-mount --all DIR          (each at DIR/<store>)
 /// Some stores:     rstore-mount --stores a,b DIR
 #[derive(Parser, Debug)]
-#[command(name = "rstore-mount", version, about, long_about = None, verbatim_doc_comment)]
+#[command(
+    name = "rstore-mount",
+    version,
+    about,
+    long_about = None,
+    verbatim_doc_comment,
+    override_usage = "rstore-mount [OPTIONS] STORE MOUNTPOINT      one store\n       \
+                      rstore-mount [OPTIONS] --all DIR            every store, each at DIR/<store>\n       \
+                      rstore-mount [OPTIONS] --stores A,B DIR     these stores, each at DIR/<store>\n       \
+                      rstore-mount [OPTIONS] --list               the stores of the config"
+)]
 pub struct Args {
     /// Store name from the config ([stores.NAME]); with --all or --stores, the directory
     /// under which each store is mounted
@@ -214,19 +224,27 @@ fn targets(args: &Args, registry: &Registry) -> Result<Vec<Target>, Failure> {
     if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
         return Err(format!("--stores names '{dup}' twice").into());
     }
-    if !root.is_dir() {
-        return Err(format!("mount point {} does not exist or is not a directory", root.display()).into());
+    match std::fs::metadata(&root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{} (the directory for the stores) is not a directory", root.display()).into()),
+        Err(_) => {
+            let shown = root.display();
+            return Err(
+                format!("{shown} (the directory for the stores) does not exist (create it with mkdir -p)").into()
+            );
+        }
     }
+    // Every mount point is checked before any is created (mount creates the missing ones
+    // once every store has been checked), so a refusal leaves nothing behind.
     let mut targets = Vec::new();
     for store in resolved {
         if store.name.contains('/') || store.name.starts_with('.') {
             return Err(format!("store '{}' cannot be a directory name under {}", store.name, root.display()).into());
         }
         let mountpoint = root.join(&store.name);
-        if !mountpoint.exists() {
-            std::fs::create_dir(&mountpoint).map_err(|e| format!("mount point {}: {e}", mountpoint.display()))?;
+        if mountpoint.exists() {
+            check_mountpoint(&mountpoint)?;
         }
-        check_mountpoint(&mountpoint)?;
         targets.push(Target { store, mountpoint });
     }
     Ok(targets)

@@ -204,6 +204,9 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
         tracing::info!(%bound, "serving metrics at /metrics");
     }
     let ttl = req.opts.meta.ttl.unwrap_or(Duration::from_secs(24 * 3600));
+    // `--all`/`--stores` mount points are made only now that every store was checked;
+    // if mounting fails after all, the ones made here go again.
+    let made = MadeDirs::create(req.targets.iter().map(|t| &t.mountpoint))?;
     let mut mounts = Vec::new();
     for (t, store) in req.targets.iter().zip(stores) {
         let opts = FsOptions { store_name: t.store.name.clone(), ..req.opts.clone() };
@@ -226,7 +229,34 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
         widen_readahead(&resolved);
         mounts.push(Live { name: t.store.name.clone(), fs, session, mountpoint: t.mountpoint.clone() });
     }
+    made.keep();
     Ok((rt, mounts))
+}
+
+/// Mount points this start made, removed again unless the start succeeds.
+struct MadeDirs(Vec<PathBuf>);
+
+impl MadeDirs {
+    fn create<'a>(dirs: impl Iterator<Item = &'a PathBuf>) -> Result<Self, Failure> {
+        let mut made = Self(Vec::new());
+        for d in dirs.filter(|d| !d.exists()) {
+            std::fs::create_dir(d).map_err(|e| format!("mount point {}: {e}", d.display()))?;
+            made.0.push(d.clone());
+        }
+        Ok(made)
+    }
+
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for MadeDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// The kernel caps a FUSE mount's read-ahead at its 128 KiB default whatever INIT asks,

@@ -72,6 +72,11 @@ fn our_verdict_on_each_config_difference_is_remote_stores() {
              stores:\n  s: {backend: b, root_path: ~}\n"
                 .into(),
         ),
+        (
+            "retry jitter off",
+            "c.yaml",
+            "backends:\n  b:\n    type: s3\n    options: {bucket: b, endpoint_url: 'http://127.0.0.1:9'}\n    retry: {jitter: off, max_attempts: 3}\nstores:\n  s: {backend: b}\n".into(),
+        ),
         ("unknown option", "c.toml", format!("{S3}regoin_name = \"x\"\n[stores.s]\nbackend = \"b\"\n")),
         ("retry keys", "c.toml", format!("{S3}[backends.b.retry]\nmax_attempts = 4\nbackoff_base = 0.2\njitter = 0\ntimeout = 30\n[stores.s]\nbackend = \"b\"\n")),
         ("unknown retry key", "c.toml", format!("{S3}[backends.b.retry]\nattempts = 4\n[stores.s]\nbackend = \"b\"\n")),

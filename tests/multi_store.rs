@@ -220,6 +220,15 @@ fn one_unusable_store_fails_the_whole_start_with_one_line_each() {
     assert!(lines.iter().any(|l| l.contains("store 'nobucket'")), "{err}");
     assert!(!err.contains("wrong-secret"), "secret leaked: {err}");
     for s in ["ok", "badkey", "nobucket", "disk"] {
-        assert!(!is_mounted(&root.join(s)), "{s} was mounted");
+        assert!(!is_mounted(&root.join(s)) && !root.join(s).exists(), "{s} was mounted or left behind");
     }
+    // A store directory that is not empty: refused by name, nothing made for the others.
+    fs::create_dir(root.join("disk")).unwrap();
+    fs::write(root.join("disk/keep.txt"), "mine").unwrap();
+    let out = Command::new(BIN).arg("--config").arg(cfg.path().join("rstore.toml")).arg("--all").arg(&root).output();
+    let out = out.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("disk") && err.contains("not empty") && err.lines().count() == 1, "{err}");
+    assert!(!root.join("ok").exists(), "no directory made for the other stores");
 }

@@ -83,6 +83,8 @@ pub fn parse_retry(v: Option<&Value>, path: &str) -> Result<RetryConfig, String>
         match t.get(k) {
             None => Ok(None),
             Some(Value::Number(n)) => Ok(n.as_f64()),
+            // Python's bool is an int: RetryPolicy takes `jitter: off` as 0.
+            Some(Value::Bool(b)) => Ok(Some(f64::from(u8::from(*b)))),
             Some(Value::Null) if k == "timeout" => Ok(None),
             Some(_) => Err(format!("{path}.{k} must be a number")),
         }
@@ -297,6 +299,8 @@ mod tests {
     fn retry_tables_are_checked_as_retry_policy_checks_them() {
         let ok = parse_retry(Some(&json!({"max_attempts": 5, "backoff_base": 0.5, "jitter": 0, "timeout": null})), "r");
         assert_eq!(ok.unwrap().max_attempts, 5);
+        let off = parse_retry(Some(&json!({"jitter": false, "max_attempts": true})), "r").unwrap();
+        assert_eq!((off.jitter, off.max_attempts), (Some(0.0), 1), "booleans count as 0 and 1, as in Python");
         for (bad, word) in [
             (json!({"max_attempt": 5}), "unknown retry key"),
             (json!({"max_attempts": 0}), "max_attempts"),
