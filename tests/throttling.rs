@@ -36,6 +36,30 @@ impl Drop for Cleanup {
     }
 }
 
+/// `rstore-mount --config CFG data MNT -f EXTRA..` with stderr to `log`, live when this
+/// returns; killed and unmounted when the guard drops, also on a failed assertion.
+fn mount_fg(cfg: &Path, mnt: &Path, extra: &[&str], log: &Path) -> Cleanup {
+    let child = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "data", mnt.to_str().unwrap(), "-f"])
+        .args(extra)
+        .arg("--cache-dir")
+        .arg(log.with_extension("cache"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut guard = Cleanup(child, mnt.to_path_buf());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !is_mounted(mnt) {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            panic!("mount failed ({status}): {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(Instant::now() < deadline, "mount not live after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard
+}
+
 /// Lines on stderr that are not ours ("rstore-mount: ..." or our own log lines).
 fn foreign_lines(stderr: &str) -> Vec<String> {
     stderr.lines().filter(|l| !l.starts_with("rstore-mount: ")).map(str::to_string).collect()
@@ -51,24 +75,10 @@ fn twenty_mounts_through_a_throttling_server_all_succeed_and_print_nothing_forei
     std::fs::create_dir(&mnt).unwrap();
     for i in 0..20 {
         let log = dir.path().join(format!("stderr-{i}"));
-        let mut child = Command::new(BIN)
-            .args(["--config", cfg.to_str().unwrap(), "data", mnt.to_str().unwrap(), "-f"])
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !is_mounted(&mnt) {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("mount {i} failed ({status}): {}", std::fs::read_to_string(&log).unwrap());
-            }
-            assert!(Instant::now() < deadline, "mount {i} not live");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut m = mount_fg(&cfg, &mnt, &[], &log);
         std::fs::write(mnt.join(format!("f{i}")), b"through the proxy").unwrap();
         assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
-        assert_eq!(child.wait().unwrap().code(), Some(0));
+        assert_eq!(m.0.wait().unwrap().code(), Some(0), "mount {i}");
         let stderr = std::fs::read_to_string(&log).unwrap();
         assert!(foreign_lines(&stderr).is_empty(), "mount {i} printed lines that are not ours:\n{stderr}");
     }
@@ -106,21 +116,8 @@ fn unmounting_with_an_upload_that_cannot_finish_exits_within_the_drain_timeout()
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let log = dir.path().join("stderr");
-    let child = Command::new(BIN)
-        .args(["--config", cfg.to_str().unwrap(), "data", mnt.to_str().unwrap(), "-f", "--drain-timeout", "2"])
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut guard = Cleanup(child, mnt.clone());
+    let mut guard = mount_fg(&cfg, &mnt, &["--drain-timeout", "2"], &log);
     let child = &mut guard.0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !is_mounted(&mnt) {
-        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "mount not live");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     std::fs::write(mnt.join("stuck.bin"), vec![3u8; 9 << 20]).unwrap();
     // O_TRUNC without a write: close(2) returns at once and the last release uploads the
     // empty file, which the now stalled server never answers.

@@ -16,7 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 pub struct ThrottleProxy {
     pub endpoint: String,
     state: Arc<State>,
-    rt: tokio::runtime::Runtime,
+    /// Serves the proxy; dropped with it.
+    _rt: tokio::runtime::Runtime,
 }
 
 struct State {
@@ -69,7 +70,7 @@ impl ThrottleProxy {
                 });
             }
         });
-        Self { endpoint, state, rt }
+        Self { endpoint, state, _rt: rt }
     }
 
     pub fn set_fail_percent(&self, p: u32) {
@@ -87,9 +88,10 @@ impl ThrottleProxy {
 }
 
 impl Drop for ThrottleProxy {
+    /// Stalled requests are let go; the runtime, and every connection with it, then
+    /// ends with the proxy.
     fn drop(&mut self) {
         self.state.stall.store(false, Ordering::SeqCst);
-        let _ = &self.rt; // the runtime (and every connection) ends with the proxy
     }
 }
 
