@@ -12,7 +12,10 @@ if ! command -v fusermount3 >/dev/null; then
     exit 1
   fi
 fi
-cargo build --quiet
+if [ ! -x target/debug/rstore-mount ]; then
+  echo "building rstore-mount: the first build compiles ~400 crates, about 10 minutes on 2 cores (later builds take seconds; scripts/test.sh reuses it)" >&2
+fi
+cargo build
 mkdir -p "$mp"
 RSTORE_EXAMPLE_ROOT="$PWD/examples/data" ./target/debug/rstore-mount --config examples/rstore.toml data "$mp"
 echo "mounted examples/data at $mp — try: echo hi > $mp/x && cat $mp/x; unmount with: umount $mp"

@@ -10,7 +10,7 @@ use crate::config::{Registry, ResolvedStore};
 use crate::data::{PrefetchConfig, StagingConfig, UploadConfig, MIB};
 use crate::fs::{FsOptions, Ownership};
 use crate::meta::MetaConfig;
-use crate::mount::{self, Failure, MountRequest, MountSettings, Target};
+use crate::mount::{self, Failure, LogFile, MountRequest, MountSettings, Target};
 
 /// Mount the stores of a remote-store config (S3, local directory or memory) as directories.
 ///
@@ -119,7 +119,9 @@ pub struct Args {
     /// Log level: error, warn, info, debug, trace (RUST_LOG overrides)
     #[arg(long, default_value = "warn", value_name = "LEVEL", help_heading = "Logging and metrics")]
     pub log_level: String,
-    /// Where the background process writes its log (default: discarded)
+    /// Where the background process appends its log; default
+    /// $XDG_STATE_HOME/rstore-mount/rstore-mount.log (~/.local/state/...), or
+    /// /var/log/rstore-mount/rstore-mount.log for root. With -f the log goes to stderr
     #[arg(long, value_name = "FILE", help_heading = "Logging and metrics")]
     pub log_file: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100)
@@ -173,7 +175,7 @@ fn run(args: Args) -> Result<(), Failure> {
         eprintln!("rstore-mount: warning: {w}");
     }
     if args.list {
-        print_stores(&registry);
+        print_stores(&registry, &path);
         return Ok(());
     }
     let targets = targets(&args, &registry)?;
@@ -185,7 +187,10 @@ fn run(args: Args) -> Result<(), Failure> {
         metrics_addr: args.metrics_addr,
         request_timeout: args.request_timeout(),
         drain_timeout: args.drain_timeout(),
-        log_file: args.log_file.clone(),
+        log: match &args.log_file {
+            Some(path) => LogFile { path: path.clone(), explicit: true },
+            None => LogFile { path: default_log_file(), explicit: false },
+        },
     };
     let request = MountRequest { targets, opts, settings };
     if args.foreground {
@@ -250,22 +255,34 @@ fn targets(args: &Args, registry: &Registry) -> Result<Vec<Target>, Failure> {
     Ok(targets)
 }
 
-/// `--list`: one line per store, with its backend, type, where the data is, root_path.
-fn print_stores(reg: &Registry) {
+/// `--list`: a table of the stores, one row each: backend, type, where the data is,
+/// root_path, and whether it can be mounted (with the reason when not).
+fn print_stores(reg: &Registry, path: &Path) {
+    let prefix = format!("{}: ", path.display());
+    let mut rows = vec![["STORE", "BACKEND", "TYPE", "LOCATION", "ROOT_PATH", "MOUNTABLE"].map(String::from)];
     for name in reg.stores.keys() {
-        match reg.resolve(name) {
+        let backend = reg.stores[name].backend.clone();
+        let ty = reg.backends.get(&backend).and_then(|b| b.get("type")).and_then(|t| t.as_str()).unwrap_or("?");
+        let row = match reg.resolve(name) {
             Ok(s) => {
-                let root = if s.root_path.is_empty() { "/" } else { &s.root_path };
-                let ty = reg.backends.get(&s.backend.name).and_then(|b| b.get("type")).and_then(|t| t.as_str());
-                println!(
-                    "{name}\tbackend={} type={} location={} root_path={root}",
-                    s.backend.name,
-                    ty.unwrap_or("?"),
-                    s.location()
-                );
+                let root = if s.root_path.is_empty() { "/".to_string() } else { s.root_path.clone() };
+                [name.clone(), backend, ty.to_string(), s.location(), root, "yes".to_string()]
             }
-            Err(e) => println!("{name}\tunusable: {e}"),
+            Err(e) => {
+                let why = e.strip_prefix(&prefix).unwrap_or(&e);
+                [name.clone(), backend, ty.to_string(), "-".into(), "-".into(), format!("no: {why}")]
+            }
+        };
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    for r in &rows {
+        let mut line = String::new();
+        for (cell, w) in r.iter().zip(&widths) {
+            line.push_str(&format!("{cell:<w$}  "));
         }
+        line.push_str(&r[5]);
+        println!("{line}");
     }
 }
 
@@ -355,11 +372,25 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
 }
 
 fn default_cache_dir() -> PathBuf {
-    match std::env::var_os("XDG_CACHE_HOME") {
+    xdg_dir("XDG_CACHE_HOME", ".cache", "/var/cache/rstore")
+}
+
+/// Where a background mount logs unless told: a file a user finds (as mount-s3 keeps
+/// its log rather than dropping it), under the XDG state directory.
+fn default_log_file() -> PathBuf {
+    xdg_dir("XDG_STATE_HOME", ".local/state", "/var/log/rstore-mount").join("rstore-mount.log")
+}
+
+/// Our directory: `$VAR/rstore-mount` when the XDG variable is set; else `system` for root; else
+/// `$HOME/home_sub/rstore-mount` (the XDG default).
+fn xdg_dir(var: &str, home_sub: &str, system: &str) -> PathBuf {
+    match std::env::var_os(var) {
         Some(x) if !x.is_empty() => PathBuf::from(x).join("rstore-mount"),
         // SAFETY: getuid cannot fail.
-        _ if unsafe { libc::getuid() } == 0 => PathBuf::from("/var/cache/rstore"),
-        _ => std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from).join(".cache/rstore-mount"),
+        _ if unsafe { libc::getuid() } == 0 => PathBuf::from(system),
+        _ => {
+            std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from).join(home_sub).join("rstore-mount")
+        }
     }
 }
 

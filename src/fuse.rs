@@ -29,15 +29,20 @@ pub struct FuseAdapter {
     ttl: Duration,
     /// How long unmounting waits for uploads still open.
     drain: Duration,
+    /// `store{name=…}` around every request, so a line in a log shared by several stores
+    /// (`--all`) says which store it is about. Error level: present whatever the filter.
+    span: tracing::Span,
 }
 
 impl FuseAdapter {
     /// `drain`: how long unmounting waits for uploads still open (`--drain-timeout`).
     pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, ttl: Duration, drain: Duration) -> Self {
-        Self { fs, rt, ttl, drain }
+        let span = tracing::error_span!("store", name = %fs.store_name());
+        Self { fs, rt, ttl, drain, span }
     }
 
-    /// Runs one request as a task, inside a debug-level span named after it.
+    /// Runs one request as a task, inside the store's span and a debug-level span named
+    /// after the request.
     fn spawn<F, Fut>(&self, op: &'static str, f: F)
     where
         F: FnOnce(Arc<Fs>) -> Fut + Send + 'static,
@@ -45,7 +50,10 @@ impl FuseAdapter {
     {
         use tracing::Instrument;
         let fs = self.fs.clone();
-        self.rt.spawn(async move { f(fs).await }.instrument(tracing::debug_span!("fuse", op)));
+        // The request span's parent is given: it is created on the FUSE thread, outside
+        // the store span that is entered only when the task runs.
+        let task = async move { f(fs).await }.instrument(tracing::debug_span!(parent: &self.span, "fuse", op));
+        self.rt.spawn(task.instrument(self.span.clone()));
     }
 }
 
@@ -127,6 +135,7 @@ impl Filesystem for FuseAdapter {
     /// uploads that could not finish are aborted (or named in the log as left).
     fn destroy(&mut self) {
         let (fs, drain) = (self.fs.clone(), self.drain);
+        let _store = self.span.enter();
         self.rt.block_on(async move {
             match tokio::time::timeout(drain, fs.drain()).await {
                 Ok(0) => {}

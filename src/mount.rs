@@ -43,8 +43,18 @@ pub struct MountSettings {
     pub request_timeout: Duration,
     /// How long SIGTERM waits for uploads before unmounting.
     pub drain_timeout: Duration,
-    /// Where the background process logs (else discarded).
-    pub log_file: Option<PathBuf>,
+    /// Where the background process logs.
+    pub log: LogFile,
+}
+
+/// The background process's log: its stderr is this file, opened for appending.
+#[derive(Clone, Debug, Default)]
+pub struct LogFile {
+    pub path: PathBuf,
+    /// Named by `--log-file`: a file that cannot be opened is an error. The default one
+    /// only gets a warning (the mount still starts, its log discarded), so a read-only
+    /// state directory does not stop a mount.
+    pub explicit: bool,
 }
 
 /// One store and where it is mounted.
@@ -346,16 +356,7 @@ pub fn run_background(req: MountRequest) -> Result<(), Failure> {
     }
     // SAFETY: pipe2 returned two fresh descriptors we now own.
     let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    let stderr = match &req.settings.log_file {
-        Some(p) => Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("--log-file {}: {e}", p.display()))?,
-        ),
-        None => Stdio::null(),
-    };
+    let stderr = open_log(&req.settings.log)?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let wfd = fds[1];
     let mut cmd = Command::new(exe);
@@ -380,6 +381,27 @@ pub fn run_background(req: MountRequest) -> Result<(), Failure> {
         _ => {
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
             Err(format!("the mount process exited before the mount was live ({status}); run with -f to see why").into())
+        }
+    }
+}
+
+/// The background process's stderr: the log file, or nothing when the default one cannot
+/// be opened (after a warning on our stderr, which the user still sees).
+fn open_log(log: &LogFile) -> Result<Stdio, Failure> {
+    if !log.explicit {
+        if let Some(dir) = log.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    match std::fs::OpenOptions::new().create(true).append(true).open(&log.path) {
+        Ok(f) => Ok(Stdio::from(f)),
+        Err(e) if log.explicit => Err(format!("--log-file {}: {e}", log.path.display()).into()),
+        Err(e) => {
+            eprintln!(
+                "rstore-mount: warning: log file {}: {e}; the background process's log is discarded (use --log-file)",
+                log.path.display()
+            );
+            Ok(Stdio::null())
         }
     }
 }

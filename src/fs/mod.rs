@@ -156,6 +156,11 @@ impl Fs {
     }
 
     /// This store's metrics (the `store` label).
+    /// The store's name in the config (`[stores.NAME]`), as logs and metrics label it.
+    pub fn store_name(&self) -> &str {
+        &self.opts.store_name
+    }
+
     pub fn metrics(&self) -> &crate::metrics::StoreMetrics {
         &self.metrics
     }
