@@ -1,4 +1,4 @@
-//! Running as a service (issue 5): the systemd unit's ExecStart with a notify socket,
+//! Running as a service: scripts/install.sh, the systemd units' ExecStart with a notify socket,
 //! `systemd-analyze verify`, the mount.rstore helper behind `mount -t rstore`, and the
 //! metrics endpoint during a copy.
 
@@ -48,7 +48,16 @@ fn exec_start(
     cfg: &Path,
     work: &Path,
 ) -> (std::process::Child, UnixDatagram, String) {
-    let text = unit_text_of(unit);
+    exec_start_of(&unit_text_of(unit), subst, cfg, work)
+}
+
+/// As `exec_start`, for a unit's text.
+fn exec_start_of(
+    text: &str,
+    subst: &[(&str, &str)],
+    cfg: &Path,
+    work: &Path,
+) -> (std::process::Child, UnixDatagram, String) {
     let mut exec = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart line").to_string();
     for (from, to) in subst {
         exec = exec.replace(from, to);
@@ -167,51 +176,116 @@ fn the_mount_helper_turns_fstab_options_into_flags() {
     assert!(err.contains("unknown option bogus"), "{err}");
 }
 
-/// `mount -t rstore data DIR -o config=F`, as an fstab line would run it, through the
-/// helper installed as /sbin/mount.rstore for the duration of the test.
+/// The README's service steps, in a staged root: `scripts/install.sh` (DESTDIR, with
+/// the binary under test instead of a release build), the template config replaced by
+/// the user's, `echo MOUNTPOINT=... > /etc/rstore/data.env`, then the installed unit's
+/// ExecStart as systemd runs it, and the installed mount helper behind an fstab line
+/// (`mount -T FSTAB DIR`) and `mount -t rstore`, in a private mount namespace whose
+/// /sbin and /usr/local/bin are the staged ones. The README must still say these steps.
 #[test]
-fn mount_t_rstore_mounts_through_the_helper() {
-    let installed = Path::new("/sbin/mount.rstore");
-    let _helper = InstalledHelper::install(installed);
+fn install_script_then_the_readme_service_steps_work() {
+    let readme = include_str!("../README.md");
+    for step in [
+        "scripts/install.sh ",
+        "echo MOUNTPOINT=/mnt/data > /etc/rstore/data.env",
+        "systemctl enable --now rstore-mount@data",
+        "data  /mnt/data  rstore  _netdev,config=/etc/rstore/config.toml,allow_other  0 0",
+        "mount -t rstore data /mnt/data -o config=/etc/rstore/config.toml",
+    ] {
+        assert!(readme.contains(step), "README no longer says {step:?}: update this test with it");
+    }
     let work = tempfile::tempdir().unwrap();
-    let (root, mnt) = (work.path().join("root"), work.path().join("mnt"));
+    let w = work.path();
+    let staged = w.join("root");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let (code, out, err) =
+        sh(&format!("cd {repo} && DESTDIR={} RSTORE_BIN={BIN} scripts/install.sh", staged.display()));
+    assert_eq!(code, 0, "{out}{err}");
+    let installed = |rel: &str| staged.join(rel);
+    for rel in [
+        "usr/local/bin/rstore-mount",
+        "etc/systemd/system/rstore-mount@.service",
+        "etc/systemd/system/rstore-mount-all.service",
+        "sbin/mount.rstore",
+        "etc/rstore/config.toml",
+        "usr/local/share/doc/rstore-mount/README.md",
+        "usr/local/share/doc/rstore-mount/SEMANTICS.md",
+    ] {
+        assert!(installed(rel).is_file(), "{rel} not installed");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = installed("etc/rstore/config.toml");
+    assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o600);
+    // The template is a valid config with no stores yet.
+    let (code, _, err) = sh(&format!("{BIN} --config {} --list", cfg.display()));
+    assert_eq!(code, 0, "{err}");
+    // A second run keeps the user's config.
+    std::fs::write(&cfg, "# mine\n").unwrap();
+    let (code, out, err) =
+        sh(&format!("cd {repo} && DESTDIR={} RSTORE_BIN={BIN} scripts/install.sh", staged.display()));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), "# mine\n");
+
+    // The user describes a store "data" (a local directory here) and where to mount it.
+    let (root, mnt) = (w.join("files"), w.join("mnt/data"));
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&mnt).unwrap();
-    std::fs::write(root.join("f"), "via fstab\n").unwrap();
-    let cfg = local_config(work.path(), &root);
+    std::fs::write(root.join("hello.txt"), "hi\n").unwrap();
+    let text = format!("[backends.disk]\ntype = \"local\"\n[backends.disk.options]\nroot = \"{}\"\n[stores.data]\nbackend = \"disk\"\n", root.display());
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(installed("etc/rstore/data.env"), format!("MOUNTPOINT={}\n", mnt.display())).unwrap();
+
+    // The installed unit names the installed binary; run with the env file's MOUNTPOINT.
+    let staged_bin = installed("usr/local/bin/rstore-mount");
+    let unit = std::fs::read_to_string(installed("etc/systemd/system/rstore-mount@.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/rstore-mount --foreground %i ${MOUNTPOINT}"), "{unit}");
+    assert!(unit.contains("EnvironmentFile=-/etc/rstore/%i.env"), "{unit}");
+    let unit = unit.replace("/usr/local/bin/rstore-mount", staged_bin.to_str().unwrap());
+    let env = std::fs::read_to_string(installed("etc/rstore/data.env")).unwrap();
+    let mountpoint = env.trim().strip_prefix("MOUNTPOINT=").unwrap().to_string();
+    let (child, sock, msg) = exec_start_of(&unit, &[("%i", "data"), ("${MOUNTPOINT}", &mountpoint)], &cfg, w);
     let _guard = Unmount(mnt.clone());
-    let (code, out, err) = sh(&format!(
-        "RSTORE_MOUNT_BIN={BIN} mount -t rstore data {} -o config={},cache_dir={}/cache",
-        mnt.display(),
-        cfg.display(),
-        work.path().display()
-    ));
+    assert!(msg.contains("READY=1") && is_mounted(&mnt), "{msg}");
+    assert_eq!(std::fs::read_to_string(mnt.join("hello.txt")).unwrap(), "hi\n");
+    stop_cleanly(child, &sock);
+    assert!(!is_mounted(&mnt));
+
+    // fstab and mount -t, through the installed helper (which runs the installed binary).
+    if Command::new("unshare").arg("--version").output().is_err() {
+        panic!("unshare (util-linux) is needed for the fstab step");
+    }
+    let fstab = w.join("fstab");
+    let opts =
+        format!("_netdev,config={},cache_dir={}/cache,log_file={}/mount.log", cfg.display(), w.display(), w.display());
+    std::fs::write(&fstab, format!("data  {}  rstore  {opts}  0 0\n", mnt.display())).unwrap();
+    let script = format!(
+        "set -e\n\
+         mount --bind {s}/sbin /sbin\n\
+         mount --bind {s}/usr/local/bin /usr/local/bin\n\
+         mount -T {fstab} {m}\n\
+         cat {m}/hello.txt\n\
+         umount {m}\n\
+         mount -t rstore data {m} -o config={cfg},cache_dir={w}/cache,log_file={w}/mount.log\n\
+         cat {m}/hello.txt\n\
+         umount {m}\n",
+        s = staged.display(),
+        fstab = fstab.display(),
+        m = mnt.display(),
+        cfg = cfg.display(),
+        w = w.display(),
+    );
+    let out =
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text, "hi\nhi\n");
+
+    // --uninstall removes what it installed and keeps the config.
+    let (code, out, err) = sh(&format!("cd {repo} && DESTDIR={} scripts/install.sh --uninstall", staged.display()));
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(std::fs::read_to_string(mnt.join("f")).unwrap(), "via fstab\n");
-    let (code, _, err) = sh(&format!("umount {}", mnt.display()));
-    assert_eq!(code, 0, "{err}");
-}
-
-/// Puts the repo's helper at /sbin/mount.rstore unless one is installed already, and
-/// takes it away again.
-struct InstalledHelper(Option<PathBuf>);
-
-impl InstalledHelper {
-    fn install(at: &Path) -> Self {
-        if at.exists() {
-            return Self(None);
-        }
-        std::os::unix::fs::symlink(HELPER, at).unwrap();
-        Self(Some(at.to_path_buf()))
-    }
-}
-
-impl Drop for InstalledHelper {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+    assert!(!staged_bin.exists() && !installed("sbin/mount.rstore").exists());
+    assert!(!installed("etc/systemd/system/rstore-mount@.service").exists());
+    assert!(cfg.exists());
 }
 
 /// `curl /metrics` during a copy shows the counters moving.
