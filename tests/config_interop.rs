@@ -1,4 +1,4 @@
-//! The config read as remote-store 0.33 reads it (issue 13): for each difference, our
+//! The config read as remote-store 0.33 reads it: for each difference, our
 //! verdict on a file (it mounts / one-line error) is compared with remote-store's own
 //! on the same file, and the S3 client settings are checked where they show: on the
 //! wire (a capturing server) or on the objects (moto).

@@ -1,4 +1,4 @@
-//! Issue 5's guarantees under injected faults (cargo feature `fault-injection`): no
+//! The failure guarantees under injected faults (cargo feature `fault-injection`): no
 //! acknowledged byte is lost, nothing partial becomes visible, the mount recovers.
 
 mod common;

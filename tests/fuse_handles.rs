@@ -1,4 +1,4 @@
-//! One file, many handles, on real mounts (issue 12): every open of a file on one mount
+//! One file, many handles, on real mounts: every open of a file on one mount
 //! sees one state, as on ext4. Each scenario runs on a local-directory store and, where
 //! it matters for the upload path, on moto.
 

@@ -162,7 +162,7 @@ fn a_directory_of_100k_entries_lists_completely_in_bounded_memory() {
     assert!(rss < 300 * 1024, "peak RSS {} MiB", rss / 1024);
 }
 
-/// Issue 6 acceptance: a 4 KiB pwrite into a 1 GiB file re-uploads far less than
+/// A 4 KiB pwrite into a 1 GiB file re-uploads far less than
 /// 1 GiB (the mount's own byte counter, read from its metrics endpoint).
 #[test]
 fn a_4kib_change_in_a_1gib_file_sends_one_part() {

@@ -1,4 +1,4 @@
-//! Fuzzes the config reader (issue 5): random and mutated TOML, YAML and pyproject
+//! Fuzzes the config reader: random and mutated TOML, YAML and pyproject
 //! texts go through parsing, `${VAR}` interpolation and store resolution; every input
 //! must give a registry or one readable error, never a panic. Runs FUZZ_SECS seconds
 //! (default 5 here; `scripts/fuzz-config.sh` runs it for a minute or more).

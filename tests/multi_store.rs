@@ -1,4 +1,4 @@
-//! Every store of a config in one process (issue 13): `--all DIR` and `--stores a,b DIR`
+//! Every store of a config in one process: `--all DIR` and `--stores a,b DIR`
 //! mount each store at DIR/<store>, as its own mount point, checked all-or-nothing.
 
 mod common;

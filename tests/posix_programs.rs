@@ -1,4 +1,4 @@
-//! Legacy programs on a real mount (issue 6): append loops, sed -i, editors, git,
+//! Legacy programs on a real mount: append loops, sed -i, editors, git,
 //! sqlite3, in-place overwrites and renames; the data must survive a remount.
 
 mod common;

@@ -1,4 +1,4 @@
-//! A throttled or stalled server (issue 16): the start-up check goes through the retry
+//! A throttled or stalled server: the start-up check goes through the retry
 //! policy, the terminal gets our own lines only, and unmounting is bounded by
 //! `--drain-timeout` when an upload cannot finish.
 

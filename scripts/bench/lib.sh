@@ -1,5 +1,5 @@
 # Shared helpers for the benchmarks: a Garage server on loopback, mounts of
-# rstore-mount / s3fs / rclone on it, timing and medians. Source, don't run.
+# rstore-mount / s3fs / rclone / mountpoint-s3 on it, timing and medians. Source, don't run.
 set -euo pipefail
 
 BENCH_DIR="${BENCH_DIR:-/tmp/rstore-bench}"
@@ -11,7 +11,29 @@ export AWS_SECRET_ACCESS_KEY="0123456789abcdef0123456789abcdef0123456789abcdef01
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RSTORE="$REPO/target/release/rstore-mount"
 
+# mountpoint-s3 (AWS's mount-s3) is measured when its binary is found: MOUNT_S3=/path, or
+# mount-s3 on PATH. It has no Debian package; it builds from its public source
+# (github.com/awslabs/mountpoint-s3, `cargo build --release`, needs cmake, clang, libfuse3-dev).
+MOUNT_S3="${MOUNT_S3:-$(command -v mount-s3 || true)}"
+
 log() { echo "[bench] $*" >&2; }
+
+# The clients a script measures unless CLIENTS says: ours and the Debian-packaged peers,
+# and mountpoint-s3 when its binary is there.
+default_clients() { echo "rstore s3fs rclone${MOUNT_S3:+ mountpoint}"; }
+
+# A client's name in the tables.
+label() { case $1 in rstore) echo rstore-mount ;; mountpoint) echo mountpoint-s3 ;; *) echo "$1" ;; esac; }
+
+# A client's version, for the line under each table.
+client_version() {
+  case $1 in
+    rstore) "$RSTORE" --version ;;
+    s3fs) s3fs --version 2>&1 | head -1 ;;
+    rclone) rclone version 2>/dev/null | head -1 ;;
+    mountpoint) "$MOUNT_S3" --version 2>&1 | head -1 ;;
+  esac
+}
 
 install_tools() {
   local missing=()
@@ -101,6 +123,11 @@ mount_client() {
       RCLONE_CONFIG_G_REGION=us-east-1 \
         env -u AWS_CA_BUNDLE rclone mount "g:$BENCH_BUCKET" "$mp" --vfs-cache-mode writes --daemon --cache-dir "$BENCH_DIR/rclone-cache"
       for _ in $(seq 100); do mountpoint -q "$mp" && break; sleep 0.1; done ;;
+    mountpoint)
+      # Its documented flags for an S3-compatible server; it returns once mounted.
+      "$MOUNT_S3" "$BENCH_BUCKET" "$mp" --endpoint-url "$BENCH_ENDPOINT" --force-path-style --region us-east-1 \
+        --allow-delete --allow-overwrite >/dev/null
+      for _ in $(seq 100); do mountpoint -q "$mp" && break; sleep 0.1; done ;;
     *) echo "unknown client $name" >&2; return 1 ;;
   esac
 }
@@ -119,6 +146,16 @@ timeit() {
   "$@" > /dev/null
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l | xargs printf '%.3f\n'
+}
+
+# ratio A B: A ÷ B to 2 decimals, or "-" when either is missing.
+ratio() { [ -n "$1" ] && [ -n "$2" ] && [ "$1" != - ] && [ "$2" != - ] && echo "scale=2; $1 / $2" | bc -l || echo "-"; }
+
+# Peak RSS (MiB) of the mount process serving $1, or "-".
+peak_rss() {
+  local pid
+  pid=$(pgrep -f -- "(rstore-mount|mount-s3|s3fs|rclone).* $1( |$)" | head -1)
+  [ -n "$pid" ] && awk '/VmHWM/{print int($2/1024)}' "/proc/$pid/status" 2>/dev/null || echo "-"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

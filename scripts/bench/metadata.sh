@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Control-path benchmark (issue 4): listing, stat and small-file copies through
-# rstore-mount, s3fs and rclone mount against one Garage server on loopback, beside a raw
-# aws-sdk-s3 client (the ceiling). Prints a markdown table of medians of RUNS runs.
+# Control-path benchmark: listing, stat and small-file copies through rstore-mount, s3fs,
+# rclone mount and (when its binary is found) mountpoint-s3, against one Garage server on
+# loopback, beside a raw aws-sdk-s3 client (the ceiling). Prints a markdown table of
+# medians of RUNS runs.
 #   scripts/bench/metadata.sh            # RUNS=3 FLAT=10000 TREE_DIRS=400 PER_DIR=50 SMALL=2000
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUNS="${RUNS:-3}" FLAT="${FLAT:-10000}" TREE_DIRS="${TREE_DIRS:-400}" PER_DIR="${PER_DIR:-50}" SMALL="${SMALL:-2000}"
-CLIENTS="${CLIENTS:-rstore s3fs rclone}"
+CLIENTS="${CLIENTS:-$(default_clients)}"
 OPS="${OPS:-.}"   # a regex: run only the operations it matches
 
 install_tools
@@ -81,17 +82,25 @@ for c in $CLIENTS; do
 done
 
 ops=("ls -f flat" "ls -l flat" "find tree" "du -s tree" "stat flat x2" "cp -r in" "cp -r out")
+peers=(); for c in $CLIENTS; do [ "$c" != rstore ] && peers+=("$c"); done
 echo
-echo "| operation | raw client (s) | rstore-mount (s) | s3fs (s) | rclone (s) | rstore ÷ raw | s3fs ÷ rstore | rclone ÷ rstore |"
-echo "|---|---|---|---|---|---|---|---|"
+head="| operation | raw client (s)"; sep="|---|---"
+for c in $CLIENTS; do head+=" | $(label "$c") (s)"; sep+="|---"; done
+head+=" | rstore ÷ raw"; sep+="|---"
+for p in "${peers[@]}"; do head+=" | $(label "$p") ÷ rstore"; sep+="|---"; done
+echo "$head |"; echo "$sep|"
 for op in "${ops[@]}"; do
   [[ $op =~ $OPS ]] || continue
   raw_t=${RESULT["raw|$op"]:-}
   [ -z "$raw_t" ] && case $op in "ls -l flat"|"stat flat x2") raw_t=${RESULT["raw|ls -f flat"]:-} ;; "du -s tree") raw_t=${RESULT["raw|find tree"]:-} ;; esac
-  r=${RESULT["rstore|$op"]:-} s=${RESULT["s3fs|$op"]:-} c=${RESULT["rclone|$op"]:-}
-  ratio() { [ -n "$1" ] && [ -n "$2" ] && echo "scale=2; $1 / $2" | bc -l || echo "-"; }
-  echo "| $op | $raw_t | ${r:--} | ${s:--} | ${c:--} | $(ratio "$r" "$raw_t") | $(ratio "$s" "$r") | $(ratio "$c" "$r") |"
+  r=${RESULT["rstore|$op"]:-}
+  row="| $op | ${raw_t:--}"
+  for c in $CLIENTS; do row+=" | ${RESULT["$c|$op"]:--}"; done
+  row+=" | $(ratio "$r" "$raw_t")"
+  for p in "${peers[@]}"; do row+=" | $(ratio "${RESULT["$p|$op"]:-}" "$r")"; done
+  echo "$row |"
 done
 echo
 [ -n "${RESULT["tmpfs|ls -l flat"]:-}" ] && echo "ls -l of the same number of files on tmpfs (ls's own work): ${RESULT["tmpfs|ls -l flat"]} s"
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM; server: Garage $(garage --version 2>/dev/null | head -1); $RUNS runs, medians"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, Linux $(uname -r); server: $(garage --version 2>/dev/null | head -1); $RUNS runs, medians"
+for c in $CLIENTS; do echo "$(label "$c"): $(client_version "$c")"; done

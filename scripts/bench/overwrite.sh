@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6, acceptance 2 against Garage: a 4 KiB pwrite into the middle of a 1 GiB file
+# In-place change of a large file, against Garage: a 4 KiB pwrite into the middle of a 1 GiB file
 # re-uploads one part and copies the rest on the server. Prints the bytes the mount
 # sent (its own metrics), the parts copied, the time, and checks the content.
 #   scripts/bench/overwrite.sh

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Data-path benchmark (issue 7): sequential read/write of 1 GiB files through
-# rstore-mount, s3fs and rclone mount against one Garage server on loopback, beside a raw
-# aws-sdk-s3 client doing parallel ranged GETs / a multipart PUT (the ceiling).
-#   scripts/bench/throughput.sh        # RUNS=3 SIZE=1G CLIENTS="rstore s3fs rclone"
+# Data-path benchmark: sequential read/write of 1 GiB files through rstore-mount, s3fs,
+# rclone mount and (when its binary is found) mountpoint-s3, against one Garage server on
+# loopback, beside a raw aws-sdk-s3 client doing parallel ranged GETs / a multipart PUT
+# (the ceiling).
+#   scripts/bench/throughput.sh        # RUNS=3 SIZE=1G CLIENTS="rstore s3fs rclone [mountpoint]"
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-RUNS="${RUNS:-3}" SIZE="${SIZE:-1G}" CLIENTS="${CLIENTS:-rstore s3fs rclone}"
+RUNS="${RUNS:-3}" SIZE="${SIZE:-1G}" CLIENTS="${CLIENTS:-$(default_clients)}"
 MIB=$(( $(numfmt --from=iec "$SIZE") / 1048576 ))
 
 install_tools
@@ -35,8 +36,6 @@ run_raw "write" put-multipart rawput "$SIZE" 8M 4
 run_raw "read 1" get-parallel obj1 8M 8
 run_raw "ttfb" get-first obj2 1M
 
-peak_rss() { awk '/VmHWM/{print int($2/1024)}' "/proc/$(pgrep -f "rstore-mount.*$1" | head -1)/status" 2>/dev/null || echo "-"; }
-
 # measure CLIENT OP CMD [mount flags]: cold mount per run, medians of wall time and server CPU.
 measure() {
   local client=$1 op=$2 cmd=$3; shift 3
@@ -48,7 +47,7 @@ measure() {
     local c0; c0=$(server_cpu)
     if [ -n "${SELF_TIMED:-}" ]; then t+=("$(bash -c "$cmd" | cut -d' ' -f1)"); else t+=("$(timeit bash -c "$cmd")"); fi
     c+=("$(echo "$(server_cpu) - $c0" | bc -l)")
-    [ "$client" = rstore ] && rss+=("$(peak_rss "$M")")
+    rss+=("$(peak_rss "$M")")
     unmount_client "$M"
   done
   RESULT["$client|$op"]=$(printf '%s\n' "${t[@]}" | median); CPU["$client|$op"]=$(printf '%s\n' "${c[@]}" | median)
@@ -71,21 +70,35 @@ for c in $CLIENTS; do
   SELF_TIMED=1 measure "$c" "ttfb" '"$RAW_BIN" read-file "$M/obj2" 1M'
 done
 
+peers=(); for c in $CLIENTS; do [ "$c" != rstore ] && peers+=("$c"); done
 echo
-echo "| operation | raw client | rstore-mount | s3fs | rclone | rstore ÷ raw | rstore ÷ s3fs | rstore ÷ rclone | rstore peak RSS |"
-echo "|---|---|---|---|---|---|---|---|---|"
+head="| operation | raw client"; sep="|---|---"
+for c in $CLIENTS; do head+=" | $(label "$c")"; sep+="|---"; done
+head+=" | rstore ÷ raw"; sep+="|---"
+for p in "${peers[@]}"; do head+=" | rstore ÷ $(label "$p")"; sep+="|---"; done
+for c in $CLIENTS; do head+=" | $(label "$c") peak RSS"; sep+="|---"; done
+echo "$head |"; echo "$sep|"
 for op in "read 1" "read 1 direct" "read 4" "write"; do
   files=1; [ "$op" = "read 4" ] && files=4
   raw_op=$op; [[ $op == read* ]] && raw_op="read 1"
-  raw_t=${RESULT["raw|$raw_op"]}
-  raw_r=$(rate "$raw_t"); r_t=${RESULT["rstore|$op"]:-}
+  raw_r=$(rate "${RESULT["raw|$raw_op"]}")
   cell() { local v=${RESULT["$1|$op"]:-}; [ -n "$v" ] && rate "$v" "$files" || echo "-"; }
-  rr=$(cell rstore) sr=$(cell s3fs) cr=$(cell rclone)
-  ratio() { [ "$1" != "-" ] && [ "$2" != "-" ] && echo "scale=2; $1 / $2" | bc -l || echo "-"; }
-  echo "| $op (MiB/s) | $raw_r | $rr | $sr | $cr | $(ratio "$rr" "$raw_r") | $(ratio "$rr" "$sr") | $(ratio "$rr" "$cr") | ${RESULT["rstore|$op|rss"]:--} MiB |"
+  row="| $op (MiB/s) | $raw_r"
+  for c in $CLIENTS; do row+=" | $(cell "$c")"; done
+  rr=$(cell rstore)
+  row+=" | $(ratio "$rr" "$raw_r")"
+  for p in "${peers[@]}"; do row+=" | $(ratio "$rr" "$(cell "$p")")"; done
+  for c in $CLIENTS; do row+=" | ${RESULT["$c|$op|rss"]:--} MiB"; done
+  echo "$row |"
 done
 ttfb() { local v=${RESULT["$1|ttfb"]:-}; [ -n "$v" ] && echo "scale=1; $v * 1000" | bc -l || echo "-"; }
-echo "| ttfb 1 MiB (ms, incl. open) | $(ttfb raw) | $(ttfb rstore) | $(ttfb s3fs) | $(ttfb rclone) | $(echo "scale=2; ${RESULT[rstore|ttfb]:-0} / ${RESULT[raw|ttfb]}" | bc -l) | | | |"
+row="| first 1 MiB, cold mount (ms, incl. open) | $(ttfb raw)"
+for c in $CLIENTS; do row+=" | $(ttfb "$c")"; done
+row+=" | $(ratio "$(ttfb rstore)" "$(ttfb raw)")"
+for p in "${peers[@]}"; do row+=" | $(ratio "$(ttfb "$p")" "$(ttfb rstore)") (theirs ÷ ours)"; done
+for c in $CLIENTS; do row+=" | "; done
+echo "$row |"
 echo
 echo "server CPU seconds (median per run): $(for k in "${!CPU[@]}"; do printf '%s=%s ' "$k" "${CPU[$k]}"; done)"
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM; server: Garage $(garage --version 2>/dev/null | head -1); $RUNS runs, medians; read 4 = 4 files of $SIZE at once, rstore with --max-memory 256M"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, Linux $(uname -r); server: $(garage --version 2>/dev/null | head -1); $RUNS runs, medians; read 4 = 4 files of $SIZE at once, rstore with --max-memory 256M"
+for c in $CLIENTS; do echo "$(label "$c"): $(client_version "$c")"; done

@@ -1,4 +1,4 @@
-//! One file, many handles (issue 12): every handle of an inode sees one state, over the
+//! One file, many handles: every handle of an inode sees one state, over the
 //! memory backend. The real-mount versions are in tests/fuse_local.rs and tests/model.rs.
 
 use std::sync::Arc;
