@@ -259,6 +259,9 @@ fn targets(args: &Args, registry: &Registry) -> Result<Vec<Target>, Failure> {
 /// root_path, and whether it can be mounted (with the reason when not).
 fn print_stores(reg: &Registry, path: &Path) {
     let prefix = format!("{}: ", path.display());
+    if reg.stores.is_empty() {
+        eprintln!("rstore-mount: {} defines no stores yet (add [stores.NAME] sections)", path.display());
+    }
     let mut rows = vec![["STORE", "BACKEND", "TYPE", "LOCATION", "ROOT_PATH", "MOUNTABLE"].map(String::from)];
     for name in reg.stores.keys() {
         let backend = reg.stores[name].backend.clone();
@@ -368,6 +371,7 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
         upload: UploadConfig { part_size: part, ..UploadConfig::default() },
         staging,
         max_memory,
+        conditional_writes: false, // probed per store when mounting
     })
 }
 

@@ -200,6 +200,12 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let stores = rt.block_on(open_all(&req.targets, req.settings.request_timeout))?;
+    let conditional = match req.opts.read_only {
+        true => vec![false; stores.len()],
+        false => rt.block_on(futures::future::join_all(
+            req.targets.iter().zip(&stores).map(|(t, s)| probe_conditions(&t.store.name, s)),
+        )),
+    };
     check_cache_dir(&req.opts.staging.dir)?;
     // One budget and one staging area for every store of the process.
     let budget = MemoryBudget::new(match req.opts.max_memory {
@@ -218,8 +224,8 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
     // if mounting fails after all, the ones made here go again.
     let made = MadeDirs::create(req.targets.iter().map(|t| &t.mountpoint))?;
     let mut mounts = Vec::new();
-    for (t, store) in req.targets.iter().zip(stores) {
-        let opts = FsOptions { store_name: t.store.name.clone(), ..req.opts.clone() };
+    for ((t, store), conditional_writes) in req.targets.iter().zip(stores).zip(conditional) {
+        let opts = FsOptions { store_name: t.store.name.clone(), conditional_writes, ..req.opts.clone() };
         let fs = Arc::new(Fs::sharing(store, opts, budget.clone(), staging.clone()));
         let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl, req.settings.drain_timeout);
         // Resolved before mounting: afterwards a stat of it would wait on this very session.
@@ -321,6 +327,25 @@ async fn handle_signals(mounts: Vec<(Arc<Fs>, fuser::SessionUnmounter, PathBuf)>
         if let Err(e) = unmounter.unmount() {
             tracing::warn!(error = %e, mountpoint = %mountpoint.display(), "unmount failed, detaching lazily");
             lazy_unmount(&mountpoint);
+        }
+    }
+}
+
+/// Whether commits to `store` can be conditional (see `FsOptions::conditional_writes`);
+/// says so in the log either way, since without them the last close wins silently.
+async fn probe_conditions(name: &str, store: &DynStore) -> bool {
+    match backend::enforces_conditions(&**store).await {
+        Ok(true) => {
+            tracing::info!(store = name, "the server enforces conditional writes: a file changed elsewhere while open here fails its close with EIO instead of overwriting that change");
+            true
+        }
+        Ok(false) => {
+            tracing::warn!(store = name, "the server ignores conditional writes (If-Match/If-None-Match): if another machine changes a file while it is open here, the last close wins");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(store = name, error = %e, "could not check whether the server enforces conditional writes; writes are unconditional (the last close wins)");
+            false
         }
     }
 }

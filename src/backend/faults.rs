@@ -13,7 +13,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BackendError, CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
+use super::{
+    BackendError, CompletedPart, Condition, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta,
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FaultConfig {
@@ -116,9 +118,9 @@ impl ObjectStore for Faults {
         self.before().await?;
         self.inner.list_page(p, d, t, m).await
     }
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         self.before().await?;
-        self.inner.put_with(key, body, user).await
+        self.inner.put_if(key, body, user, cond).await
     }
     async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
         self.before().await?;
@@ -132,9 +134,15 @@ impl ObjectStore for Faults {
         self.before().await?;
         self.inner.upload_part_copy(key, id, number, src).await
     }
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
         self.before().await?;
-        self.inner.complete_multipart(key, id, parts).await
+        self.inner.complete_multipart_if(key, id, parts, cond).await
     }
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
         self.before().await?;

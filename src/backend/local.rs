@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::memory::list_sorted;
-use super::{clamp, BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result, UserMeta};
+use super::{clamp, BackendError, CompletedPart, Condition, ListPage, ObjectMeta, ObjectStore, Result, UserMeta};
 
 #[derive(Debug)]
 pub struct LocalStore {
@@ -130,9 +130,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f).await.map_err(|e| BackendError::Other(format!("blocking task failed: {e}")))?
 }
 
-/// Writes `fill`'s output to a temp file beside `dest`, then renames it into place.
-/// Fills a temp file (given as file and path) beside `dest`, then renames it over `dest`.
-fn write_atomic(dest: &Path, fill: impl FnOnce(&mut File, &Path) -> io::Result<()>) -> Result<()> {
+/// Fills a temp file (given as file and path) beside `dest`, then renames it over `dest`
+/// if `cond` holds. `IfAbsent` is atomic (a link that fails on an existing name);
+/// `IfMatch` compares the ETag just before the rename, so two processes writing one
+/// directory at the same instant can still both pass it.
+fn write_atomic(dest: &Path, cond: &Condition, fill: impl FnOnce(&mut File, &Path) -> io::Result<()>) -> Result<()> {
     let parent = dest.parent().ok_or_else(|| BackendError::InvalidInput("no parent".into()))?;
     fs::create_dir_all(parent).map_err(io_err)?;
     let mut tmp = tempfile::Builder::new().prefix(".rstore-tmp").tempfile_in(parent).map_err(io_err)?;
@@ -140,8 +142,20 @@ fn write_atomic(dest: &Path, fill: impl FnOnce(&mut File, &Path) -> io::Result<(
     fill(tmp.as_file_mut(), &tmp_path).map_err(io_err)?;
     // Temp files are created 0600; objects are ordinary files.
     let _ = tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    tmp.persist(dest).map_err(|e| io_err(e.error))?;
-    Ok(())
+    match cond {
+        Condition::Always => tmp.persist(dest).map(drop).map_err(|e| io_err(e.error)),
+        Condition::IfAbsent => match tmp.persist_noclobber(dest) {
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(BackendError::PreconditionFailed),
+            r => r.map(drop).map_err(|e| io_err(e.error)),
+        },
+        Condition::IfMatch(_) => {
+            let current = fs::metadata(dest).ok().filter(|m| m.is_file()).map(|m| meta_of(String::new(), &m));
+            if !cond.holds(current.as_ref()) {
+                return Err(BackendError::PreconditionFailed);
+            }
+            tmp.persist(dest).map(drop).map_err(|e| io_err(e.error))
+        }
+    }
 }
 
 /// Every key under `dir` (files, and empty directories as `name/` markers), unsorted.
@@ -239,14 +253,14 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
-        let (path, key, user) = (self.path(key)?, key.to_string(), user.clone());
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
+        let (path, key, user, cond) = (self.path(key)?, key.to_string(), user.clone(), cond.clone());
         blocking(move || {
             if key.ends_with('/') {
                 fs::create_dir_all(&path).map_err(io_err)?;
                 write_user(&path, &user)?;
             } else {
-                write_atomic(&path, |f, tmp| {
+                write_atomic(&path, &cond, |f, tmp| {
                     f.write_all(&body)?;
                     write_user(tmp, &user).map_err(io::Error::other)
                 })?;
@@ -281,12 +295,18 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
-        let (path, key, dir) = (self.path(key)?, key.to_string(), self.upload_dir(id));
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
+        let (path, key, dir, cond) = (self.path(key)?, key.to_string(), self.upload_dir(id), cond.clone());
         blocking(move || {
             let user: UserMeta = serde_json::from_slice(&fs::read(dir.join("user-meta.json")).map_err(io_err)?)
                 .map_err(|e| BackendError::Other(e.to_string()))?;
-            write_atomic(&path, |out, tmp| {
+            write_atomic(&path, &cond, |out, tmp| {
                 for p in &parts {
                     io::copy(&mut File::open(dir.join(p.number.to_string()))?, out)?;
                 }
@@ -317,7 +337,7 @@ impl ObjectStore for LocalStore {
             }
             let mut input = File::open(&src).map_err(io_err)?;
             let user = read_user(&src)?;
-            write_atomic(&dst, |out, tmp| {
+            write_atomic(&dst, &Condition::Always, |out, tmp| {
                 io::copy(&mut input, out)?;
                 write_user(tmp, &user).map_err(io::Error::other)
             })?;

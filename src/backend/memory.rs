@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{clamp, BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, Result, UserMeta};
+use super::{clamp, BackendError, CompletedPart, Condition, ListPage, ObjectMeta, ObjectStore, Result, UserMeta};
 
 #[derive(Clone)]
 struct Object {
@@ -44,6 +44,15 @@ impl MemoryStore {
     }
 
     fn insert(&self, key: &str, body: Bytes, user: UserMeta) -> ObjectMeta {
+        self.insert_if(key, body, user, &Condition::Always).expect("an unconditional write always holds")
+    }
+
+    /// Stores the object if `cond` holds, checked under the same lock as the write.
+    fn insert_if(&self, key: &str, body: Bytes, user: UserMeta, cond: &Condition) -> Result<ObjectMeta> {
+        let mut objects = self.objects.lock().unwrap();
+        if !cond.holds(objects.get(key).map(|o| &o.meta)) {
+            return Err(BackendError::PreconditionFailed);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let meta = ObjectMeta {
             key: key.to_string(),
@@ -53,8 +62,8 @@ impl MemoryStore {
             user: Some(user),
         };
         let obj = Object { body, meta: meta.clone() };
-        self.objects.lock().unwrap().insert(key.to_string(), obj);
-        meta
+        objects.insert(key.to_string(), obj);
+        Ok(meta)
     }
 
     fn get(&self, key: &str) -> Result<Object> {
@@ -141,8 +150,8 @@ impl ObjectStore for MemoryStore {
         Ok(list_sorted(iter, prefix, delimiter, token.as_deref(), max))
     }
 
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
-        Ok(self.insert(key, body, user.clone()))
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
+        self.insert_if(key, body, user.clone(), cond)
     }
 
     async fn create_multipart_with(&self, _key: &str, user: &UserMeta) -> Result<String> {
@@ -158,7 +167,17 @@ impl ObjectStore for MemoryStore {
         Ok(CompletedPart { number, etag: format!("\"p{number}\"") })
     }
 
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
+        // As on S3, a failed condition leaves the upload in place (to be aborted).
+        if !cond.holds(self.get(key).ok().map(|o| o.meta).as_ref()) {
+            return Err(BackendError::PreconditionFailed);
+        }
         let (user, stored) = self.uploads.lock().unwrap().remove(id).ok_or(BackendError::NotFound)?;
         let mut body = BytesMut::new();
         for p in &parts {
@@ -167,7 +186,7 @@ impl ObjectStore for MemoryStore {
                 .ok_or_else(|| BackendError::InvalidInput(format!("part {} was never uploaded", p.number)))?;
             body.extend_from_slice(chunk);
         }
-        Ok(self.insert(key, body.freeze(), user))
+        self.insert_if(key, body.freeze(), user, cond)
     }
 
     async fn abort_multipart(&self, _key: &str, id: &str) -> Result<()> {

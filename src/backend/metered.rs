@@ -5,7 +5,9 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BackendError, CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
+use super::{
+    BackendError, CompletedPart, Condition, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta,
+};
 use std::sync::Arc;
 
 use crate::metrics::{self, StoreMetrics};
@@ -66,9 +68,9 @@ impl ObjectStore for Metered {
     async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
         self.count("list", self.inner.list_page(p, d, t, m).await)
     }
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         let len = body.len() as u64;
-        let r = self.count("put", self.inner.put_with(key, body, user).await);
+        let r = self.count("put", self.inner.put_if(key, body, user, cond).await);
         if r.is_ok() {
             self.metrics.bytes_written.inc_by(len);
         }
@@ -90,8 +92,14 @@ impl ObjectStore for Metered {
     async fn upload_part_copy(&self, key: &str, id: &str, number: i32, src: &PartSource) -> Result<CompletedPart> {
         self.count("upload_part_copy", self.inner.upload_part_copy(key, id, number, src).await)
     }
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
-        self.count("complete_multipart", self.inner.complete_multipart(key, id, parts).await)
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.count("complete_multipart", self.inner.complete_multipart_if(key, id, parts, cond).await)
     }
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
         self.count("abort_multipart", self.inner.abort_multipart(key, id).await)

@@ -73,6 +73,42 @@ pub struct PartSource {
     pub if_match: Option<String>,
 }
 
+/// What the object at a key must be for a write to take effect: S3 conditional writes
+/// (`If-Match` / `If-None-Match: *` on PutObject and CompleteMultipartUpload, AWS since
+/// 2024-11; https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+/// A write whose condition does not hold fails with `PreconditionFailed` and changes
+/// nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Condition {
+    /// Unconditional: the last write wins.
+    #[default]
+    Always,
+    /// The object must still have this ETag (the version the writer started from).
+    IfMatch(String),
+    /// No object may exist at the key (a file created with O_EXCL).
+    IfAbsent,
+}
+
+impl Condition {
+    /// Whether the condition holds when `current` is the object at the key now (for
+    /// stores that check it themselves: local, memory).
+    pub fn holds(&self, current: Option<&ObjectMeta>) -> bool {
+        match self {
+            Condition::Always => true,
+            Condition::IfMatch(etag) => current.and_then(|m| m.etag.as_deref()) == Some(etag.as_str()),
+            Condition::IfAbsent => current.is_none(),
+        }
+    }
+
+    /// The ETag an `IfMatch` names (for logs).
+    pub fn etag(&self) -> Option<&str> {
+        match self {
+            Condition::IfMatch(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Backend failures, already classified; `fs::error` maps them to errno.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
@@ -120,7 +156,13 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         self.put_with(key, body, &UserMeta::new()).await
     }
     /// PUT carrying user metadata.
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta>;
+    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+        self.put_if(key, body, user, &Condition::Always).await
+    }
+    /// PUT carrying user metadata, taking effect only if `cond` holds (else
+    /// `PreconditionFailed`). Every store must honour the condition or refuse it: a
+    /// wrapper forwards it.
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta>;
     async fn create_multipart(&self, key: &str) -> Result<String> {
         self.create_multipart_with(key, &UserMeta::new()).await
     }
@@ -143,7 +185,18 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         }
         self.upload_part(key, upload_id, number, body).await
     }
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta>;
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        self.complete_multipart_if(key, upload_id, parts, &Condition::Always).await
+    }
+    /// Completes a multipart upload only if `cond` holds (else `PreconditionFailed`;
+    /// the upload then still exists and must be aborted).
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
     /// Server-side copy; the user metadata goes with the object. Returns the copy's
     /// ETag when the server tells it.
@@ -172,6 +225,24 @@ pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::resu
 }
 
 /// Reads a whole listing under `prefix` (all pages).
+/// Whether `store` enforces conditional writes: a PUT with `If-None-Match: *` or a
+/// wrong `If-Match` onto an existing object must fail with 412. Some servers accept
+/// the headers and ignore them (Garage 2.5: the PUT succeeds), so only a refusal proves
+/// support; a server that rejects the headers (501, 400) lacks it. Writes a scratch
+/// object `.rstore-mount-probe-<pid>-<nanos>` under the store root and deletes it.
+/// Errors: whatever the first, unconditional PUT fails with (e.g. access denied).
+pub async fn enforces_conditions(store: &dyn ObjectStore) -> Result<bool> {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let key = format!(".rstore-mount-probe-{}-{nanos}", std::process::id());
+    let body = || Bytes::from_static(b"rstore-mount: conditional write probe");
+    let none = UserMeta::new();
+    store.put_if(&key, body(), &none, &Condition::Always).await?;
+    let absent = store.put_if(&key, body(), &none, &Condition::IfAbsent).await;
+    let wrong = store.put_if(&key, body(), &none, &Condition::IfMatch("\"rstore-mount-no-such-etag\"".into())).await;
+    let _ = store.delete(&key).await;
+    Ok(matches!((absent, wrong), (Err(BackendError::PreconditionFailed), Err(BackendError::PreconditionFailed))))
+}
+
 pub async fn list_all(store: &dyn ObjectStore, prefix: &str, delimiter: Option<&str>) -> Result<ListPage> {
     let mut all = ListPage::default();
     let mut token = None;

@@ -6,7 +6,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
+use super::{CompletedPart, Condition, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
 
 #[derive(Debug)]
 pub struct Prefixed {
@@ -58,8 +58,8 @@ impl ObjectStore for Prefixed {
         Ok(page)
     }
 
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
-        self.inner.put_with(&self.full(key), body, user).await.map(|m| self.strip(m))
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
+        self.inner.put_if(&self.full(key), body, user, cond).await.map(|m| self.strip(m))
     }
 
     async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
@@ -75,8 +75,14 @@ impl ObjectStore for Prefixed {
         self.inner.upload_part_copy(&self.full(key), id, number, &src).await
     }
 
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
-        self.inner.complete_multipart(&self.full(key), id, parts).await.map(|m| self.strip(m))
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.inner.complete_multipart_if(&self.full(key), id, parts, cond).await.map(|m| self.strip(m))
     }
 
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    BackendError, CompletedPart, ListPage, MemoryStore, ObjectMeta, ObjectStore, PartSource, Result, UserMeta,
+    BackendError, CompletedPart, Condition, ListPage, MemoryStore, ObjectMeta, ObjectStore, PartSource, Result,
+    UserMeta,
 };
 
 #[derive(Debug, Default)]
@@ -61,9 +62,9 @@ impl ObjectStore for Probe {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_page(p, d, t, m).await
     }
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         self.sent.fetch_add(body.len() as u64, Ordering::SeqCst);
-        self.inner.put_with(key, body, user).await
+        self.inner.put_if(key, body, user, cond).await
     }
     async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
         self.inner.create_multipart_with(key, user).await
@@ -81,8 +82,14 @@ impl ObjectStore for Probe {
         let body = self.inner.get_range(&src.key, src.range.clone(), src.if_match.as_deref()).await?;
         self.inner.upload_part(key, id, n, body).await
     }
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
-        self.inner.complete_multipart(key, id, parts).await
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
+        self.inner.complete_multipart_if(key, id, parts, cond).await
     }
     async fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
         self.inner.abort_multipart(key, id).await

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 
-use super::{BackendError, CompletedPart, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
+use super::{
+    BackendError, CompletedPart, Condition, DynStore, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta,
+};
 use crate::config::RetryConfig;
 
 #[derive(Debug)]
@@ -107,8 +109,10 @@ impl ObjectStore for Retrying {
     async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
         self.run("list", || self.inner.list_page(p, d, t.clone(), m)).await
     }
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
-        self.run("put", || self.inner.put_with(key, body.clone(), user)).await
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
+        // A conditional PUT whose success reply was lost fails its retry with 412: the
+        // caller then keeps its data locally and reports a conflict (see SEMANTICS.md).
+        self.run("put", || self.inner.put_if(key, body.clone(), user, cond)).await
     }
     async fn create_multipart_with(&self, key: &str, user: &UserMeta) -> Result<String> {
         self.run("create_multipart", || self.inner.create_multipart_with(key, user)).await
@@ -119,13 +123,19 @@ impl ObjectStore for Retrying {
     async fn upload_part_copy(&self, key: &str, id: &str, number: i32, src: &PartSource) -> Result<CompletedPart> {
         self.run("upload_part_copy", || self.inner.upload_part_copy(key, id, number, src)).await
     }
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
         // An attempt may succeed on the server and still fail here (timeout, reset);
         // its retry then finds no such upload. The object is there: say so.
         let retried = std::sync::atomic::AtomicBool::new(false);
         self.run("complete_multipart", || async {
             let again = retried.swap(true, std::sync::atomic::Ordering::SeqCst);
-            match self.inner.complete_multipart(key, id, parts.clone()).await {
+            match self.inner.complete_multipart_if(key, id, parts.clone(), cond).await {
                 Err(BackendError::NotFound) if again => self.inner.head(key).await,
                 r => r,
             }

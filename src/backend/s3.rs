@@ -19,7 +19,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use super::buffers::BufferPool;
-use super::{BackendError, CompletedPart, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
+use super::{BackendError, CompletedPart, Condition, ListPage, ObjectMeta, ObjectStore, PartSource, Result, UserMeta};
 use crate::config::{AddressingStyle, PutHeaders, S3Options};
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -190,13 +190,28 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: SdkError
         (Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"), _) | (_, Some(401 | 403)) => {
             BackendError::AccessDenied(detail())
         }
-        (Some("PreconditionFailed"), _) | (_, Some(412)) => BackendError::PreconditionFailed,
+        // 409 ConditionalRequestConflict: a concurrent conditional write won (AWS docs,
+        // "Conditional writes").
+        (Some("PreconditionFailed" | "ConditionalRequestConflict"), _) | (_, Some(412)) => {
+            BackendError::PreconditionFailed
+        }
         (Some("SlowDown" | "Throttling" | "RequestLimitExceeded"), _) | (_, Some(429 | 503)) => {
             BackendError::Throttled(detail())
         }
+        // A server without conditional writes may refuse the headers: not worth a retry.
+        (Some("NotImplemented"), _) | (_, Some(501)) => BackendError::Unsupported(detail()),
         (_, Some(s)) if s >= 500 => BackendError::Transient(detail()),
         (_, Some(400..=499)) => BackendError::InvalidInput(detail()),
         _ => BackendError::Other(format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err))),
+    }
+}
+
+/// `If-Match` and `If-None-Match` header values for `cond`.
+fn condition_headers(cond: &Condition) -> (Option<String>, Option<String>) {
+    match cond {
+        Condition::Always => (None, None),
+        Condition::IfMatch(etag) => (Some(etag.clone()), None),
+        Condition::IfAbsent => (None, Some("*".into())),
     }
 }
 
@@ -310,10 +325,13 @@ impl ObjectStore for S3Store {
         Ok(ListPage { objects, prefixes, next_token })
     }
 
-    async fn put_with(&self, key: &str, body: Bytes, user: &UserMeta) -> Result<ObjectMeta> {
+    async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         let size = body.len() as u64;
+        let (if_match, if_none_match) = condition_headers(cond);
         let req = self.client.put_object().bucket(&self.bucket).key(key).set_metadata(sdk_meta(user));
         let out = with_put_headers!(req, &self.put)
+            .set_if_match(if_match)
+            .set_if_none_match(if_none_match)
             .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
@@ -374,7 +392,14 @@ impl ObjectStore for S3Store {
         Ok(CompletedPart { number, etag })
     }
 
-    async fn complete_multipart(&self, key: &str, id: &str, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+    async fn complete_multipart_if(
+        &self,
+        key: &str,
+        id: &str,
+        parts: Vec<CompletedPart>,
+        cond: &Condition,
+    ) -> Result<ObjectMeta> {
+        let (if_match, if_none_match) = condition_headers(cond);
         let parts: Vec<SdkPart> =
             parts.iter().map(|p| SdkPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect();
         let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
@@ -384,6 +409,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .upload_id(id)
             .multipart_upload(upload)
+            .set_if_match(if_match)
+            .set_if_none_match(if_none_match)
             .send()
             .await
             .map_err(classify)?;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{Uploader, MIB};
-use crate::backend::{get_exact, BackendError, CompletedPart, ObjectMeta, PartSource, Result, UserMeta};
+use crate::backend::{get_exact, BackendError, CompletedPart, Condition, ObjectMeta, PartSource, Result, UserMeta};
 
 /// S3's smallest part (all but the last) and its part-count limit.
 const MIN_PART: u64 = 5 * MIB;
@@ -63,6 +63,36 @@ impl StagingArea {
 
     fn release(&self, bytes: u64) {
         self.used.fetch_sub(bytes, Ordering::SeqCst);
+    }
+
+    /// An unnamed scratch file in the staging directory (a crash leaves nothing).
+    pub fn scratch_file(&self) -> Result<File> {
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        tempfile::tempfile_in(&self.dir).map_err(io)
+    }
+
+    /// A new file under `conflicts/<store>/` in the staging directory, named after
+    /// `key` and the time, for data a commit could not upload without overwriting
+    /// another writer's version: the user finds it there (the log names it).
+    pub fn conflict_file(&self, store: &str, key: &str) -> std::io::Result<(PathBuf, File)> {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let store = if store.is_empty() { "store" } else { store };
+        let base = self.dir.join("conflicts").join(store).join(key.trim_end_matches('/'));
+        if let Some(parent) = base.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        for n in 0.. {
+            let name = match n {
+                0 => format!("{}.conflict-{stamp}", base.display()),
+                n => format!("{}.conflict-{stamp}-{n}", base.display()),
+            };
+            match File::create_new(&name) {
+                Ok(f) => return Ok((PathBuf::from(name), f)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Stages the object `source` (or an empty file). Nothing is fetched yet.
@@ -265,14 +295,37 @@ impl Staged {
         Ok(())
     }
 
-    /// Uploads the staged file as `key`. Blocks not changed since staging are copied
-    /// on the server; the handle stays usable and now tracks the new object.
-    pub async fn upload(&mut self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+    /// Copies the staged content into `out`: the bytes written here and those fetched
+    /// from the object so far. Returns the ranges never fetched (zeros in the copy):
+    /// they were not changed here, and came from a version that may be gone.
+    pub fn save_to(&self, out: &mut File) -> std::io::Result<Vec<Range<u64>>> {
+        use std::io::Write;
+        let mut buf = vec![0u8; MIB as usize];
+        let mut at = 0;
+        while at < self.size {
+            let n = (self.size - at).min(buf.len() as u64) as usize;
+            self.file.read_exact_at(&mut buf[..n], at)?;
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        out.sync_all()?;
+        let end = self.base_len.min(self.size);
+        Ok((0..self.filled.len())
+            .filter(|b| !self.filled[*b])
+            .map(|b| b as u64 * self.block..((b as u64 + 1) * self.block).min(end))
+            .filter(|r| r.start < r.end)
+            .collect())
+    }
+
+    /// Uploads the staged file as `key` if `cond` holds. Blocks not changed since
+    /// staging are copied on the server; the handle stays usable and now tracks the
+    /// new object.
+    pub async fn upload(&mut self, key: &str, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         let meta = if self.size <= self.block.max(self.up.cfg.part_size) {
             let body = self.read(0, self.size).await?;
-            self.up.store.put_with(key, body, user).await?
+            self.up.store.put_if(key, body, user, cond).await?
         } else {
-            self.upload_multipart(key, user).await?
+            self.upload_multipart(key, user, cond).await?
         };
         self.source_key = key.to_string();
         (self.etag, self.base_len, self.modified) = (meta.etag.clone(), self.size, false);
@@ -294,7 +347,7 @@ impl Staged {
             .collect()
     }
 
-    async fn upload_multipart(&mut self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+    async fn upload_multipart(&mut self, key: &str, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         let plan = self.plan();
         // Some servers (moto, s3s-fs) ignore x-amz-copy-source-if-match: check the source
         // is still the staged version before copying parts from it.
@@ -319,7 +372,7 @@ impl Staged {
             .try_collect()
             .await;
         let done = match parts {
-            Ok(parts) => store.complete_multipart(key, id, parts).await,
+            Ok(parts) => store.complete_multipart_if(key, id, parts, cond).await,
             Err(e) => Err(e),
         };
         if done.is_err() && store.abort_multipart(key, id).await.is_err() {

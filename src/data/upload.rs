@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use super::{MemoryBudget, Reservation, MIB};
-use crate::backend::{BackendError, BufferPool, CompletedPart, DynStore, ObjectMeta, Result, UserMeta};
+use crate::backend::{BackendError, BufferPool, CompletedPart, Condition, DynStore, ObjectMeta, Result, UserMeta};
 
 #[derive(Clone, Debug)]
 pub struct UploadConfig {
@@ -85,6 +85,9 @@ impl Uploader {
             mpu: None,
             written: 0,
             failed: None,
+            cond: Condition::Always,
+            spool: None,
+            rejected: None,
         }
     }
 }
@@ -105,9 +108,57 @@ pub struct Upload {
     mpu: Option<Multipart>,
     written: u64,
     failed: Option<BackendError>,
+    /// What the object must be for the upload to land (S3 conditional write).
+    cond: Condition,
+    /// A local copy of every byte written, kept while a condition may refuse the
+    /// upload: sent parts cannot be read back from the server, and the data must
+    /// survive the refusal.
+    spool: Option<std::fs::File>,
+    /// The body of a single PUT the server refused on its condition.
+    rejected: Option<Bytes>,
 }
 
 impl Upload {
+    /// The object must satisfy `cond` for `finish` to make it visible; else `finish`
+    /// fails with `PreconditionFailed` and `save_to` still has the data.
+    pub fn set_condition(&mut self, cond: Condition) {
+        self.cond = cond;
+    }
+
+    /// Keeps a copy of every byte from now on in `file` (an empty scratch file), for
+    /// `save_to` after a refused condition. Set before the first write.
+    pub fn spool_to(&mut self, file: std::fs::File) {
+        debug_assert_eq!(self.written, 0);
+        self.spool = Some(file);
+    }
+
+    fn spool(&mut self, data: &[u8]) {
+        use std::io::Write;
+        if let Some(f) = &mut self.spool {
+            if let Err(e) = f.write_all(data) {
+                // The upload itself goes on; only the safety copy is lost.
+                tracing::warn!(key = %self.key, error = %e, "cannot keep a local copy of this upload; a conflicting writer elsewhere would make it fail without a copy");
+                self.spool = None;
+            }
+        }
+    }
+
+    /// After a refused `finish`: copies everything written into `out`. False when no
+    /// copy exists (no spool, and parts had left memory).
+    pub fn save_to(&mut self, out: &mut std::fs::File) -> std::io::Result<bool> {
+        use std::io::{Seek, Write};
+        if let Some(f) = &mut self.spool {
+            f.rewind()?;
+            std::io::copy(f, out)?;
+        } else if let Some(body) = &self.rejected {
+            out.write_all(body)?;
+        } else {
+            return Ok(false);
+        }
+        out.sync_all()?;
+        Ok(true)
+    }
+
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -163,6 +214,7 @@ impl Upload {
         if self.failed.is_some() || !fits {
             return false;
         }
+        self.spool(data);
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
         true
@@ -173,6 +225,7 @@ impl Upload {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        self.spool(data);
         while !data.is_empty() {
             let part_size = self.current_part_size();
             if self.buf_reservation.is_none() {
@@ -219,8 +272,8 @@ impl Upload {
         Ok(())
     }
 
-    /// Sends what is buffered and makes the object visible.
-    pub async fn finish(mut self) -> Result<ObjectMeta> {
+    /// Sends what is buffered and makes the object visible (if the condition holds).
+    pub async fn finish(&mut self) -> Result<ObjectMeta> {
         if let Some(e) = self.failed.take() {
             self.abort().await;
             return Err(e);
@@ -236,7 +289,11 @@ impl Upload {
         if self.mpu.is_none() {
             let body = self.take_body();
             self.buf_reservation = None;
-            return self.up.store.put_with(&self.key, body, &self.user).await;
+            let r = self.up.store.put_if(&self.key, body.clone(), &self.user, &self.cond).await;
+            if matches!(r, Err(BackendError::PreconditionFailed)) {
+                self.rejected = Some(body);
+            }
+            return r;
         }
         if !self.buf.is_empty() {
             self.send_full_part().await?;
@@ -248,7 +305,7 @@ impl Upload {
             }
             mpu.done.sort_by_key(|p| p.number);
             let parts = std::mem::take(&mut mpu.done);
-            self.up.store.complete_multipart(&self.key, &mpu.id, parts).await
+            self.up.store.complete_multipart_if(&self.key, &mpu.id, parts, &self.cond).await
         }
         .await;
         if outcome.is_err() {

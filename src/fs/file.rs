@@ -96,7 +96,8 @@ impl Fs {
                     // A new state is born created: an open of the name that comes next
                     // shares it and finds nothing to truncate.
                     let key = i.key();
-                    let fresh_state = || OpenFile { created: true, truncated: true, ..OpenFile::new(key) };
+                    let fresh_state =
+                        || OpenFile { created: true, truncated: true, exclusive: how.exclusive, ..OpenFile::new(key) };
                     Ok((ino, self.files.get_or_make(ino, fresh_state)))
                 }
             }

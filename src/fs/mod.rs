@@ -40,6 +40,11 @@ pub struct FsOptions {
     pub upload: UploadConfig,
     pub staging: StagingConfig,
     pub max_memory: u64,
+    /// Commits are conditional on the version they started from (`If-Match`, and
+    /// `If-None-Match: *` for O_EXCL creates), so a writer on another machine is never
+    /// overwritten silently. On only where the server enforces the conditions (probed
+    /// at mount: `backend::enforces_conditions`).
+    pub conditional_writes: bool,
 }
 
 /// What `setattr` asks to change.
@@ -616,6 +621,8 @@ impl Fs {
     }
 }
 
+#[cfg(test)]
+mod conflict_tests;
 #[cfg(test)]
 mod handles_tests;
 #[cfg(test)]

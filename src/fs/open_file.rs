@@ -30,6 +30,9 @@ pub struct OpenFile {
     pub truncated: bool,
     /// Created here and not uploaded yet: an empty object must appear at close.
     pub created: bool,
+    /// Created with O_EXCL: with conditional writes, its first commit must find no
+    /// object under its name (`If-None-Match: *`), whoever else created one meanwhile.
+    pub exclusive: bool,
     /// Sequential writing from 0 streams as a multipart upload...
     pub upload: Option<Upload>,
     /// ...anything else (append to an existing object, overwrite, a read of sent
@@ -60,6 +63,7 @@ impl OpenFile {
             headers: None,
             truncated: false,
             created: false,
+            exclusive: false,
             upload: None,
             staged: None,
             unlinked: false,

@@ -9,8 +9,8 @@ use super::handle::Handle;
 use super::inode::Inode;
 use super::open_file::{FileRef, OpenFile};
 use super::{Fs, FsError, FsResult, Kind, Posix};
-use crate::backend::{BackendError, ObjectMeta};
-use crate::data::Staged;
+use crate::backend::{BackendError, Condition, ObjectMeta};
+use crate::data::{Staged, Upload};
 
 fn lost() -> FsError {
     FsError::UploadFailed(BackendError::Other("an earlier upload of this file failed".into()))
@@ -40,7 +40,14 @@ impl Fs {
         if s.can_stream(offset) {
             if s.upload.is_none() {
                 let user = self.upload_meta(ino, s.headers.as_ref());
-                s.upload = Some(self.uploader.start(s.key.clone(), user));
+                let mut up = self.uploader.start(s.key.clone(), user);
+                if self.write_condition(&s) != Condition::Always {
+                    match self.staging.scratch_file() {
+                        Ok(f) => up.spool_to(f),
+                        Err(e) => tracing::warn!(key = %s.key, error = %e, "no local copy of this upload"),
+                    }
+                }
+                s.upload = Some(up);
             }
             let up = s.upload.as_mut().expect("set above");
             up.write(data).await.map_err(FsError::UploadFailed)?;
@@ -132,11 +139,21 @@ impl Fs {
                         "the uploaded parts of an unlinked file cannot be read back".into(),
                     )));
                 }
-                (Some(streaming), None) => {
+                (Some(mut streaming), None) => {
                     // If this fails, the bytes already streamed are gone: no later write
                     // or commit of this file may pretend otherwise.
-                    let meta =
-                        streaming.finish().await.inspect_err(|_| s.broken = true).map_err(FsError::UploadFailed)?;
+                    let cond = self.write_condition(s);
+                    streaming.set_condition(cond.clone());
+                    let meta = match streaming.finish().await {
+                        Ok(meta) => meta,
+                        Err(e) => {
+                            if e == BackendError::PreconditionFailed {
+                                self.keep_conflict(s, Some(&mut streaming), &cond).await;
+                            }
+                            s.broken = true;
+                            return Err(FsError::UploadFailed(e));
+                        }
+                    };
                     self.committed(ino, Some(meta.clone()));
                     (s.created, s.truncated) = (false, false);
                     s.adopt(meta.clone());
@@ -195,15 +212,17 @@ impl Fs {
         let user = self.upload_meta(ino, s.headers.as_ref());
         let wanted = self.inode(ino).map(|i| i.posix).ok();
         let key = s.key.clone();
-        let upload = s.upload.take();
-        let result = match (&mut s.staged, upload) {
-            (Some(st), _) if st.modified() || must_put => st.upload(&key, &user).await.map(Some),
+        let cond = self.write_condition(s);
+        let mut upload = s.upload.take();
+        let result = match (&mut s.staged, upload.as_mut()) {
+            (Some(st), _) if st.modified() || must_put => st.upload(&key, &user, &cond).await.map(Some),
             (Some(_), _) => Ok(None),
-            (None, Some(mut up)) => {
+            (None, Some(up)) => {
                 up.set_user(user);
+                up.set_condition(cond.clone());
                 up.finish().await.map(Some)
             }
-            (None, None) => self.store.put_with(&key, Bytes::new(), &user).await.map(Some),
+            (None, None) => self.store.put_if(&key, Bytes::new(), &user, &cond).await.map(Some),
         };
         match result {
             Ok(meta) => {
@@ -218,6 +237,13 @@ impl Fs {
                     _ => None,
                 })
             }
+            Err(BackendError::PreconditionFailed) => {
+                self.keep_conflict(s, upload.as_mut(), &cond).await;
+                s.staged = None;
+                self.upload_failed(ino, s.created);
+                (s.created, s.truncated, s.broken) = (false, false, true);
+                Err(FsError::UploadFailed(BackendError::PreconditionFailed))
+            }
             Err(e) => {
                 tracing::error!(key = %key, error = %e, "upload failed; the object was not changed");
                 // A staged file keeps its data: the next fsync or the last close retries.
@@ -227,6 +253,68 @@ impl Fs {
                 }
                 Err(FsError::UploadFailed(e))
             }
+        }
+    }
+
+    /// What a commit of `s` requires of the object. With conditional writes on: still
+    /// the version this state started from (`If-Match` its ETag), or no object at all
+    /// for a file created with O_EXCL. A file created without O_EXCL replaces whatever
+    /// is there, as creat(2) on an existing file would.
+    pub(super) fn write_condition(&self, s: &OpenFile) -> Condition {
+        if !self.opts.conditional_writes {
+            return Condition::Always;
+        }
+        if s.created {
+            return if s.exclusive { Condition::IfAbsent } else { Condition::Always };
+        }
+        match &s.base {
+            Some(b) if b.key == s.key => b.etag.clone().map_or(Condition::Always, Condition::IfMatch),
+            _ => Condition::Always,
+        }
+    }
+
+    /// A commit refused because the object changed elsewhere since this file's version
+    /// was read (another mount or client wrote it): uploading would have overwritten
+    /// that change. This mount's data goes to `conflicts/` in the cache directory, and
+    /// the log names the file and both versions' ETags.
+    async fn keep_conflict(&self, s: &mut OpenFile, upload: Option<&mut Upload>, cond: &Condition) {
+        let now = self.store.head(&s.key).await.ok().and_then(|m| m.etag);
+        let started = match cond {
+            Condition::IfAbsent => Some("none (created with O_EXCL)".to_string()),
+            _ => cond.etag().map(str::to_owned).or_else(|| s.base.as_ref().and_then(|b| b.etag.clone())),
+        };
+        let saved = match self.staging.conflict_file(&self.opts.store_name, &s.key) {
+            Err(e) => Err(e),
+            Ok((path, mut out)) => {
+                let r = match (s.staged.as_deref(), upload) {
+                    (Some(st), _) => st.save_to(&mut out).map(|missing| Some((path.clone(), missing))),
+                    (None, Some(up)) => up.save_to(&mut out).map(|kept| kept.then(|| (path.clone(), Vec::new()))),
+                    (None, None) => Ok(None),
+                };
+                if !matches!(r, Ok(Some(_))) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                r
+            }
+        };
+        let key = &s.key;
+        match saved {
+            Ok(Some((path, missing))) if missing.is_empty() => tracing::error!(
+                %key, started_from = ?started, now = ?now, kept = %path.display(),
+                "not uploaded: the object was changed by another writer since this file was opened; this mount's version is kept (path in the kept field)"
+            ),
+            Ok(Some((path, missing))) => tracing::error!(
+                %key, started_from = ?started, now = ?now, kept = %path.display(), ?missing,
+                "not uploaded: the object was changed by another writer since this file was opened; this mount's changes are kept (path in the kept field; the byte ranges in the missing field were not changed here and are zeros there)"
+            ),
+            Ok(None) => tracing::error!(
+                %key, started_from = ?started, now = ?now,
+                "not uploaded: the object was changed (or created) by another writer since this file was opened; there was no data to keep"
+            ),
+            Err(e) => tracing::error!(
+                %key, started_from = ?started, now = ?now, error = %e,
+                "not uploaded: the object was changed by another writer since this file was opened, and this mount's version could not be kept"
+            ),
         }
     }
 

@@ -33,7 +33,7 @@ async fn a_small_pwrite_in_a_large_object_sends_one_part_and_copies_the_rest() {
     let at = 20 * MIB as usize + 123;
     s.write(at as u64, &[0xAB; 4096]).await.unwrap();
     expect[at..at + 4096].fill(0xAB);
-    s.upload("obj", &UserMeta::new()).await.unwrap();
+    s.upload("obj", &UserMeta::new(), &Condition::Always).await.unwrap();
     let whole = probe.inner.get_range("obj", 0..u64::MAX, None).await.unwrap();
     assert!(whole == expect, "content after the re-upload");
     assert_eq!(probe.sent(), 5 * MIB, "only the block holding the change was sent");
@@ -55,12 +55,12 @@ async fn append_truncate_and_regrow_read_back_like_a_local_file() {
     s.truncate(6 * MIB + 50).unwrap();
     expect.resize(6 * MIB as usize + 50, 0);
     assert_eq!(s.read(0, u64::MAX / 2).await.unwrap(), expect);
-    s.upload("obj", &UserMeta::new()).await.unwrap();
+    s.upload("obj", &UserMeta::new(), &Condition::Always).await.unwrap();
     assert_eq!(probe.inner.get_range("obj", 0..u64::MAX, None).await.unwrap(), expect);
     // The handle stays usable and now builds on the new object.
     s.write(0, b"head").await.unwrap();
     expect[..4].copy_from_slice(b"head");
-    s.upload("obj", &UserMeta::new()).await.unwrap();
+    s.upload("obj", &UserMeta::new(), &Condition::Always).await.unwrap();
     assert_eq!(probe.inner.get_range("obj", 0..u64::MAX, None).await.unwrap(), expect);
 }
 
@@ -74,7 +74,7 @@ async fn a_full_staging_area_fails_writes_with_no_space_and_keeps_earlier_data()
     assert_eq!(s.write(10 * MIB, b"more").await, Err(BackendError::NoSpace));
     let mut other = area.stage(&up, None).unwrap();
     assert_eq!(other.write(0, b"x").await, Err(BackendError::NoSpace), "a second file shares the limit");
-    s.upload("obj", &UserMeta::new()).await.unwrap();
+    s.upload("obj", &UserMeta::new(), &Condition::Always).await.unwrap();
     assert_eq!(probe.inner.get_range("obj", 0..u64::MAX, None).await.unwrap().len() as u64, 10 * MIB);
     drop((s, other));
     assert_eq!(area.used(), 0, "space returns when the files close");
