@@ -84,3 +84,47 @@ fn two_exclusive_creators_on_two_mounts_exactly_one_close_succeeds() {
     assert_eq!(get_object(&moto.endpoint, BUCKET, "job.lock").unwrap(), b"owner: a\n");
     assert_eq!(std::fs::read(kept_path(&b.log_text(), "job.lock")).unwrap(), b"owner: b\n");
 }
+
+#[test]
+fn a_file_closed_on_one_mount_reads_whole_on_the_other() {
+    let moto = MotoServer::start(&[BUCKET]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_mounts(&moto, dir.path());
+    let data = common::pattern(20 << 20, 3); // a multipart upload
+    // B looks first: the name is missing there, and B must not keep believing it.
+    assert!(!b.join("out.bin").exists());
+    std::fs::write(a.join("out.bin"), &data).unwrap();
+    // --metadata-ttl 0: the next open on B asks the store.
+    assert!(std::fs::read(b.join("out.bin")).unwrap() == data, "B reads A's whole file at once");
+    let names: Vec<String> =
+        std::fs::read_dir(b.path.clone()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names, ["out.bin"]);
+    std::fs::rename(a.join("out.bin"), a.join("final.bin")).unwrap();
+    assert!(!b.join("out.bin").exists() && b.join("final.bin").exists(), "renames show on B");
+    std::fs::remove_file(a.join("final.bin")).unwrap();
+    assert!(!b.join("final.bin").exists(), "deletes show on B");
+}
+
+#[test]
+fn a_reader_on_one_mount_never_mixes_versions_across_an_overwrite() {
+    let moto = MotoServer::start(&[BUCKET]);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_mounts(&moto, dir.path());
+    let (old, new) = (common::pattern(24 << 20, 1), common::pattern(24 << 20, 2));
+    std::fs::write(a.join("data.bin"), &old).unwrap();
+    let mut reader = std::fs::File::open(b.join("data.bin")).unwrap();
+    let mut first = vec![0u8; 1 << 20];
+    reader.read_exact(&mut first).unwrap();
+    assert!(first[..] == old[..1 << 20]);
+    std::fs::write(a.join("data.bin"), &new).unwrap();
+    let mut rest = Vec::new();
+    match reader.read_to_end(&mut rest) {
+        // Bytes still in B's read-ahead, then ESTALE once the old version is needed.
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}"),
+        Ok(_) => {}
+    }
+    let got = [&first[..], &rest[..]].concat();
+    assert!(got[..] == old[..got.len()], "every byte B read is the old version's ({} bytes)", got.len());
+    drop(reader);
+    assert!(std::fs::read(b.join("data.bin")).unwrap() == new, "a new open reads the new version");
+}

@@ -2,6 +2,7 @@
 //! unmounts, and a raw S3 client to check what the mount did.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod moto;
 pub mod mount;
 pub mod python;
