@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (idempotent):
-# fuse3 for real mounts, the programs the POSIX scenarios run, and a Python venv with moto (S3 server) and remote-store.
+# fuse3 for real mounts, the programs the POSIX scenarios run, a Python venv with moto
+# (S3 server) and remote-store, and Garage (the 3-node cluster of tests/cluster.rs).
+# Prints, last, RSTORE_TEST_VENV=<venv> and RSTORE_TOOLS_BIN=<dir with garage>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +34,18 @@ if [ "$(cat "$venv/.ready" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/test-requirements.txt
   echo "$want" > "$venv/.ready"
 fi
-echo "$venv"
+# Garage has no Debian package: built once from crates.io (about 10 minutes on 2 cores)
+# into a cache directory that later runs, and CI runs on the same machine, reuse.
+garage_version=2.5.0
+tools="${RSTORE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/rstore-mount-tools}"
+if ! "$tools/bin/garage" --version 2>/dev/null | grep -Eq "[v:]$garage_version( |$)"; then
+  if command -v garage >/dev/null && garage --version | grep -Eq "[v:]$garage_version( |$)"; then
+    mkdir -p "$tools/bin" && ln -sf "$(command -v garage)" "$tools/bin/garage"
+  else
+    echo "building Garage $garage_version for the cluster tests (once, about 10 minutes on 2 cores)" >&2
+    cargo install --locked --quiet --root "$tools" garage --version "$garage_version" >&2
+  fi
+fi
+
+echo "RSTORE_TEST_VENV=$venv"
+echo "RSTORE_TOOLS_BIN=$tools/bin"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, backend conformance against real S3 servers
-# (s3s-fs in-process, moto), real FUSE mounts, CLI behaviour, remote-store interop.
+# (s3s-fs in-process, moto), real FUSE mounts, CLI behaviour, remote-store interop, and
+# two mounts on a 3-node Garage cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RSTORE_TEST_VENV="$(scripts/setup-test-deps.sh | tail -n 1)"
-export RSTORE_TEST_VENV
+deps="$(scripts/setup-test-deps.sh)"
+RSTORE_TEST_VENV="$(echo "$deps" | sed -n 's/^RSTORE_TEST_VENV=//p')"
+PATH="$(echo "$deps" | sed -n 's/^RSTORE_TOOLS_BIN=//p'):$PATH"
+export RSTORE_TEST_VENV PATH
 exec cargo test --all-targets --features fault-injection "$@"

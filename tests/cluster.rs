@@ -26,6 +26,13 @@ fn within<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
+/// One cluster at a time: three Garage nodes per test already share the machine's cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The TTL both mounts use, and the slack a poll gets beyond it.
 const TTL: &str = "1";
 const SLACK: Duration = Duration::from_secs(3);
@@ -37,6 +44,7 @@ fn mounts(c: &GarageCluster) -> (Mounted, Mounted) {
 
 #[test]
 fn close_to_open_across_nodes_within_the_ttl_and_never_a_partial_object() {
+    let _one = serial();
     let c = GarageCluster::start();
     let (a, b) = mounts(&c);
     // B looks up the name first, so a stale "missing" must expire too.
@@ -68,17 +76,20 @@ fn close_to_open_across_nodes_within_the_ttl_and_never_a_partial_object() {
 
     // A rename and a delete on A show on B within the TTL.
     std::fs::rename(a.join("small.txt"), a.join("renamed.txt")).unwrap();
-    let moved =
-        within(Duration::from_secs(1) + SLACK, || (!b.join("small.txt").exists() && b.join("renamed.txt").exists()).then_some(()));
+    let moved = within(Duration::from_secs(1) + SLACK, || {
+        (!b.join("small.txt").exists() && b.join("renamed.txt").exists()).then_some(())
+    });
     assert!(moved.is_some(), "the rename shows on B");
     std::fs::remove_file(a.join("renamed.txt")).unwrap();
     assert!(within(Duration::from_secs(1) + SLACK, || (!b.join("renamed.txt").exists()).then_some(())).is_some());
-    let names: Vec<String> = std::fs::read_dir(&b.path).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&b.path).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names, ["big.bin"], "B lists what A left");
 }
 
 #[test]
 fn a_reader_on_one_node_keeps_its_version_across_an_overwrite_on_another() {
+    let _one = serial();
     let c = GarageCluster::start();
     let (a, b) = mounts(&c);
     let (old, new) = (pattern(32 << 20, 1), pattern(32 << 20, 2));
@@ -102,6 +113,7 @@ fn a_reader_on_one_node_keeps_its_version_across_an_overwrite_on_another() {
 /// and falls back to unconditional writes, where the last close wins (documented).
 #[test]
 fn on_garage_the_last_close_wins_as_documented() {
+    let _one = serial();
     let c = GarageCluster::start();
     let (a, b) = mounts(&c);
     assert!(a.log_text().contains("the server ignores conditional writes"), "{}", a.log_text());
@@ -167,6 +179,7 @@ fn intact(root: &Path, want: &[(String, String)]) -> usize {
 /// Node 3 is neither mount's endpoint: killing it mid-copy changes nothing for the mounts.
 #[test]
 fn a_node_that_is_no_mounts_endpoint_can_die_mid_copy() {
+    let _one = serial();
     let c = GarageCluster::start();
     let (a, b) = mounts(&c);
     let (want, ok) = copy_while(&a, "a", || c.kill(3));
@@ -183,6 +196,7 @@ fn a_node_that_is_no_mounts_endpoint_can_die_mid_copy() {
 /// A file whose close succeeded on B before the failure is intact.
 #[test]
 fn a_mount_whose_node_dies_fails_with_eio_and_recovers_when_it_returns() {
+    let _one = serial();
     let c = GarageCluster::start();
     let (a, b) = mounts(&c);
     std::fs::write(b.join("before.txt"), b"written through node 2\n").unwrap();

@@ -91,7 +91,7 @@ fn a_file_closed_on_one_mount_reads_whole_on_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_mounts(&moto, dir.path());
     let data = common::pattern(20 << 20, 3); // a multipart upload
-    // B looks first: the name is missing there, and B must not keep believing it.
+                                             // B looks first: the name is missing there, and B must not keep believing it.
     assert!(!b.join("out.bin").exists());
     std::fs::write(a.join("out.bin"), &data).unwrap();
     // --metadata-ttl 0: the next open on B asks the store.

@@ -17,8 +17,11 @@ impl GarageCluster {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Node N uses port + 10(N-1) and the one after it; the range is probed free.
+        // A range per cluster of this process (and per process), then checked free.
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let nth = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let port = (0..50)
-            .map(|i| 20000 + (std::process::id() as u16 % 400) * 100 + i * 30)
+            .map(|i| 20000 + (std::process::id() as u16 % 200) * 200 + ((nth + i) % 6) * 30)
             .find(|p| (0..3).all(|n| [0, 1].iter().all(|d| free(p + n * 10 + d))))
             .expect("a free port range");
         let cluster = Self { config: dir.path().join("cluster/rstore.toml"), dir, port };
