@@ -149,7 +149,7 @@ timeit() {
 }
 
 # ratio A B: A ÷ B to 2 decimals, or "-" when either is missing.
-ratio() { [ -n "$1" ] && [ -n "$2" ] && [ "$1" != - ] && [ "$2" != - ] && echo "scale=2; $1 / $2" | bc -l || echo "-"; }
+ratio() { [ -n "$1" ] && [ -n "$2" ] && [ "$1" != - ] && [ "$2" != - ] && printf '%.2f' "$(echo "scale=4; $1 / $2" | bc -l)" || echo "-"; }
 
 # Peak RSS (MiB) of the mount process serving $1, or "-".
 peak_rss() {

@@ -91,7 +91,7 @@ for op in "read 1" "read 1 direct" "read 4" "write"; do
   for c in $CLIENTS; do row+=" | ${RESULT["$c|$op|rss"]:--} MiB"; done
   echo "$row |"
 done
-ttfb() { local v=${RESULT["$1|ttfb"]:-}; [ -n "$v" ] && echo "scale=1; $v * 1000" | bc -l || echo "-"; }
+ttfb() { local v=${RESULT["$1|ttfb"]:-}; [ -n "$v" ] && printf '%.1f' "$(echo "$v * 1000" | bc -l)" || echo "-"; }
 row="| first 1 MiB, cold mount (ms, incl. open) | $(ttfb raw)"
 for c in $CLIENTS; do row+=" | $(ttfb "$c")"; done
 row+=" | $(ratio "$(ttfb rstore)" "$(ttfb raw)")"
