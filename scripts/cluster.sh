@@ -85,7 +85,12 @@ case "${1:-}" in
   start)
     command -v garage >/dev/null || { echo "cluster: garage not found (cargo install garage --locked)" >&2; exit 1; }
     if alive 1 || alive 2 || alive 3; then echo "cluster: already running in $DIR (stop it first)" >&2; exit 1; fi
-    rm -rf "$DIR" && mkdir -p "$DIR"
+    # Only a directory this script made (or none) is replaced.
+    if [ -e "$DIR" ] && [ ! -e "$DIR/.rstore-cluster" ] && [ -n "$(ls -A "$DIR")" ]; then
+      echo "cluster: $DIR exists and is not a cluster directory; set CLUSTER_DIR" >&2
+      exit 1
+    fi
+    rm -rf "$DIR" && mkdir -p "$DIR" && touch "$DIR/.rstore-cluster"
     for n in 1 2 3; do write_conf "$n"; start_node "$n"; done
     for n in 2 3; do g 1 node connect "$(g "$n" node id -q)" >/dev/null; done
     for n in 1 2 3; do
@@ -125,10 +130,10 @@ case "${1:-}" in
     for n in 1 2 3; do
       if alive "$n"; then kill -9 "$(cat "$DIR/node$n/pid")" 2>/dev/null || true; fi
     done
-    rm -rf "$DIR"
+    if [ -e "$DIR/.rstore-cluster" ]; then rm -rf "$DIR"; fi
     ;;
   *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -10,17 +10,28 @@
 # Environment: PREFIX (default /usr/local); DESTDIR to stage the tree under a directory
 # (packaging, tests); RSTORE_BIN to install an already built binary instead of building.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
+# Relative paths are the caller's, resolved before moving to the repository.
+[ -n "$DESTDIR" ] && DESTDIR=$(realpath -m "$DESTDIR")
+[ -n "${RSTORE_BIN:-}" ] && RSTORE_BIN=$(realpath "$RSTORE_BIN")
+cd "$(dirname "$0")/.."
 bin_path=$PREFIX/bin/rstore-mount
 doc_dir=$PREFIX/share/doc/rstore-mount
 units=(rstore-mount@.service rstore-mount-all.service)
 
 if [ "${1:-}" = --uninstall ]; then
+  if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+    # Running mounts stop (their uploads finish first) and no enable link is left behind.
+    for u in $(systemctl list-units --all --plain --no-legend 'rstore-mount@*' 'rstore-mount-all.service' | awk '{print $1}'); do
+      systemctl disable --now "$u" || true
+    done
+    systemctl disable rstore-mount-all.service 2>/dev/null || true
+  fi
   for u in "${units[@]}"; do rm -f "$DESTDIR/etc/systemd/system/$u"; done
   rm -f "$DESTDIR$bin_path" "$DESTDIR/sbin/mount.rstore"
   rm -rf "$DESTDIR$doc_dir"
+  if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
   echo "removed rstore-mount; kept /etc/rstore (your config) and the caches"
   exit 0
 elif [ $# -gt 0 ]; then
@@ -35,7 +46,10 @@ fi
 if [ -n "${RSTORE_BIN:-}" ]; then
   built=$RSTORE_BIN
 else
-  command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs first" >&2; exit 1; }
+  command -v cargo >/dev/null || {
+    echo "cargo not found (with sudo, PATH may lack ~/.cargo/bin): install Rust from https://rustup.rs, or build first and pass RSTORE_BIN=target/release/rstore-mount" >&2
+    exit 1
+  }
   echo "building the release binary (the first build takes about 10 minutes on 2 cores)" >&2
   cargo build --release --locked
   built=target/release/rstore-mount

@@ -158,9 +158,17 @@ fn copy_while(m: &Mounted, tag: &str, during: impl FnOnce()) -> (Vec<(String, St
     let small_copy = std::thread::spawn(move || {
         std::process::Command::new("cp").arg("-r").arg(s.join("small")).arg(dst.join(format!("{t}-small"))).status()
     });
-    std::thread::sleep(Duration::from_millis(700));
+    // The failure comes mid-copy: once 64 MiB of the big file are written, not before.
+    let target = m.join(&format!("{tag}-big.bin"));
+    let started = within(Duration::from_secs(60), || {
+        std::fs::metadata(&target).ok().filter(|md| md.len() >= 64 << 20).map(|_| ())
+    });
+    assert!(started.is_some() && !big_copy.is_finished(), "the copy is under way when the node dies");
     during();
-    let ok = big_copy.join().unwrap().unwrap().success() && small_copy.join().unwrap().unwrap().success();
+    // Both are waited for (no short circuit): the sources must outlive both copies.
+    let big_ok = big_copy.join().unwrap().unwrap().success();
+    let small_ok = small_copy.join().unwrap().unwrap().success();
+    let ok = big_ok && small_ok;
     (want, ok)
 }
 

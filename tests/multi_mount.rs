@@ -127,3 +127,28 @@ fn a_reader_on_one_mount_never_mixes_versions_across_an_overwrite() {
     drop(reader);
     assert!(std::fs::read(b.join("data.bin")).unwrap() == new, "a new open reads the new version");
 }
+
+/// The same with a file of several parts, committed as a multipart upload (parts copied
+/// on the server): B's commit is refused, its change kept.
+#[test]
+fn a_multipart_commit_that_would_overwrite_another_mount_is_refused() {
+    let moto = MotoServer::start(&[BUCKET]);
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::pattern(20 << 20, 4);
+    put_object(&moto.endpoint, BUCKET, "big.bin", &base);
+    let (a, b) = two_mounts(&moto, dir.path());
+    let open = |m: &Mounted| OpenOptions::new().read(true).write(true).open(m.join("big.bin")).unwrap();
+    let (mut fa, mut fb) = (open(&a), open(&b));
+    fa.write_all(b"written by A").unwrap();
+    fb.seek(SeekFrom::Start(15 << 20)).unwrap();
+    fb.write_all(b"written by B").unwrap();
+    fa.sync_all().unwrap();
+    assert_eq!(fb.sync_all().unwrap_err().raw_os_error(), Some(libc::EIO));
+    drop((fa, fb));
+    let mut want = base.clone();
+    want[..12].copy_from_slice(b"written by A");
+    assert!(get_object(&moto.endpoint, BUCKET, "big.bin").unwrap() == want, "the object is A's version");
+    let kept = std::fs::read(kept_path(&b.log_text(), "big.bin")).unwrap();
+    assert_eq!(kept.len(), 20 << 20);
+    assert_eq!(&kept[15 << 20..(15 << 20) + 12], b"written by B", "B's change is kept");
+}

@@ -23,7 +23,7 @@ for i in 1 2 3; do BENCH_ENDPOINT=$(endpoint 1) raw put-multipart "obj$i" "$SIZE
 
 # One run of N readers at once; prints the wall seconds until the last one finishes.
 readers() {
-  local kind=$1 n=$2 t0 t1
+  local kind=$1 n=$2 t0 t1 pids=()
   t0=$(date +%s.%N)
   for i in $(seq "$n"); do
     if [ "$kind" = raw ]; then
@@ -31,8 +31,10 @@ readers() {
     else
       dd if="$BENCH_DIR/mnt-$i/obj$i" of=/dev/null bs=1M status=none &
     fi
+    pids+=($!)
   done
-  wait
+  # A failed reader must fail the run, not show up as a fast one.
+  for p in "${pids[@]}"; do wait "$p"; done
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }

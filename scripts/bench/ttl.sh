@@ -22,8 +22,8 @@ for ttl in 0 1 indefinite; do
   port=$((GARAGE_PORT + 50))
   "$RSTORE" --config "$(rstore_config)" bench "$M" --metadata-ttl "$ttl" --negative-metadata-ttl "$ttl" \
     --metrics-addr "127.0.0.1:$port"
-  before=$(curl -s "127.0.0.1:$port/metrics")
   file=$(ls "$M/dir" | head -1)
+  before=$(curl -s "127.0.0.1:$port/metrics")
   for _ in $(seq "$OPENS"); do
     cat "$M/dir/$file" >/dev/null
     ls "$M/dir" >/dev/null

@@ -226,22 +226,52 @@ pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::resu
 
 /// Reads a whole listing under `prefix` (all pages).
 /// Whether `store` enforces conditional writes: a PUT with `If-None-Match: *` or a
-/// wrong `If-Match` onto an existing object must fail with 412. Some servers accept
+/// wrong `If-Match` onto an existing object must each fail with 412. Some servers accept
 /// the headers and ignore them (Garage 2.5: the PUT succeeds), so only a refusal proves
 /// support; a server that rejects the headers (501, 400) lacks it. Writes a scratch
-/// object `.rstore-mount-probe-<pid>-<nanos>` under the store root and deletes it.
-/// Errors: whatever the first, unconditional PUT fails with (e.g. access denied).
+/// object `.rstore-mount-probe-<pid>-<nanos>` under the store root and deletes it (4
+/// requests). CompleteMultipartUpload is not probed: `complete_if_unchanged` checks
+/// before it, since some servers that enforce conditions on PUT ignore `If-Match` there
+/// (moto 5.2). Errors: whatever the first, unconditional PUT fails with (e.g. access
+/// denied).
 pub async fn enforces_conditions(store: &dyn ObjectStore) -> Result<bool> {
     let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
     let key = format!(".rstore-mount-probe-{}-{nanos}", std::process::id());
     // Empty: the probe adds requests to the store's metrics, but no bytes.
     let body = Bytes::new;
     let none = UserMeta::new();
+    let wrong = Condition::IfMatch("\"rstore-mount-no-such-etag\"".into());
+    let refused = |r: &Result<ObjectMeta>| matches!(r, Err(BackendError::PreconditionFailed));
     store.put_if(&key, body(), &none, &Condition::Always).await?;
-    let absent = store.put_if(&key, body(), &none, &Condition::IfAbsent).await;
-    let wrong = store.put_if(&key, body(), &none, &Condition::IfMatch("\"rstore-mount-no-such-etag\"".into())).await;
+    let enforced = refused(&store.put_if(&key, body(), &none, &Condition::IfAbsent).await)
+        && refused(&store.put_if(&key, body(), &none, &wrong).await);
     let _ = store.delete(&key).await;
-    Ok(matches!((absent, wrong), (Err(BackendError::PreconditionFailed), Err(BackendError::PreconditionFailed))))
+    Ok(enforced)
+}
+
+/// CompleteMultipartUpload under `cond`: checked by a HEAD just before, then sent with
+/// the condition's header. A server that enforces the header closes the window between
+/// the two; one that ignores it on completion (moto 5.2 ignores `If-Match` there) still
+/// refuses a change made before the HEAD. `PreconditionFailed` leaves the upload to be
+/// aborted by the caller.
+pub async fn complete_if_unchanged(
+    store: &dyn ObjectStore,
+    key: &str,
+    upload_id: &str,
+    parts: Vec<CompletedPart>,
+    cond: &Condition,
+) -> Result<ObjectMeta> {
+    if *cond != Condition::Always {
+        let now = match store.head(key).await {
+            Ok(m) => Some(m),
+            Err(BackendError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if !cond.holds(now.as_ref()) {
+            return Err(BackendError::PreconditionFailed);
+        }
+    }
+    store.complete_multipart_if(key, upload_id, parts, cond).await
 }
 
 pub async fn list_all(store: &dyn ObjectStore, prefix: &str, delimiter: Option<&str>) -> Result<ListPage> {

@@ -65,10 +65,12 @@ impl StagingArea {
         self.used.fetch_sub(bytes, Ordering::SeqCst);
     }
 
-    /// An unnamed scratch file in the staging directory (a crash leaves nothing).
-    pub fn scratch_file(&self) -> Result<File> {
+    /// A local copy of a streamed upload (see `Spool`), in an unnamed file of the
+    /// staging directory (a crash leaves nothing).
+    pub fn spool(&self) -> Result<Spool> {
         std::fs::create_dir_all(&self.dir).map_err(io)?;
-        tempfile::tempfile_in(&self.dir).map_err(io)
+        let file = tempfile::tempfile_in(&self.dir).map_err(io)?;
+        Ok(Spool { area: self.clone(), file, charged: 0 })
     }
 
     /// A new file under `conflicts/<store>/` in the staging directory, named after
@@ -78,15 +80,17 @@ impl StagingArea {
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let store = if store.is_empty() { "store" } else { store };
         let base = self.dir.join("conflicts").join(store).join(key.trim_end_matches('/'));
+        // Private, like the file may have been: only the mounting user reads these.
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if let Some(parent) = base.parent() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
         }
         for n in 0.. {
             let name = match n {
                 0 => format!("{}.conflict-{stamp}", base.display()),
                 n => format!("{}.conflict-{stamp}-{n}", base.display()),
             };
-            match File::create_new(&name) {
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&name) {
                 Ok(f) => return Ok((PathBuf::from(name), f)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -118,6 +122,40 @@ impl StagingArea {
             modified: false,
             charged: 0,
         })
+    }
+}
+
+/// Every byte of a streamed upload, written to local disk as it streams, while a write
+/// condition may refuse the upload at its end: sent parts cannot be read back from the
+/// server. Its bytes count against `--max-cache-size` with the staged files; past the
+/// limit `write` fails and the caller goes on without the copy.
+pub struct Spool {
+    area: StagingArea,
+    file: File,
+    charged: u64,
+}
+
+impl Spool {
+    /// Appends `data` (errors: `NoSpace` past the staging limit, or the disk's).
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.area.charge(data.len() as u64)?;
+        self.charged += data.len() as u64;
+        self.file.write_all(data).map_err(io)
+    }
+
+    /// Copies everything spooled into `out`.
+    pub fn copy_to(&mut self, out: &mut File) -> std::io::Result<()> {
+        use std::io::Seek;
+        self.file.rewind()?;
+        std::io::copy(&mut self.file, out)?;
+        Ok(())
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.area.release(self.charged);
     }
 }
 
@@ -372,7 +410,7 @@ impl Staged {
             .try_collect()
             .await;
         let done = match parts {
-            Ok(parts) => store.complete_multipart_if(key, id, parts, cond).await,
+            Ok(parts) => crate::backend::complete_if_unchanged(&*store, key, id, parts, cond).await,
             Err(e) => Err(e),
         };
         if done.is_err() && store.abort_multipart(key, id).await.is_err() {

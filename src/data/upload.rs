@@ -113,7 +113,7 @@ pub struct Upload {
     /// A local copy of every byte written, kept while a condition may refuse the
     /// upload: sent parts cannot be read back from the server, and the data must
     /// survive the refusal.
-    spool: Option<std::fs::File>,
+    spool: Option<super::staging::Spool>,
     /// The body of a single PUT the server refused on its condition.
     rejected: Option<Bytes>,
 }
@@ -125,17 +125,16 @@ impl Upload {
         self.cond = cond;
     }
 
-    /// Keeps a copy of every byte from now on in `file` (an empty scratch file), for
-    /// `save_to` after a refused condition. Set before the first write.
-    pub fn spool_to(&mut self, file: std::fs::File) {
+    /// Keeps a copy of every byte from now on in `spool`, for `save_to` after a
+    /// refused condition. Set before the first write.
+    pub fn spool_to(&mut self, spool: super::staging::Spool) {
         debug_assert_eq!(self.written, 0);
-        self.spool = Some(file);
+        self.spool = Some(spool);
     }
 
     fn spool(&mut self, data: &[u8]) {
-        use std::io::Write;
         if let Some(f) = &mut self.spool {
-            if let Err(e) = f.write_all(data) {
+            if let Err(e) = f.write(data) {
                 // The upload itself goes on; only the safety copy is lost.
                 tracing::warn!(key = %self.key, error = %e, "cannot keep a local copy of this upload; a conflicting writer elsewhere would make it fail without a copy");
                 self.spool = None;
@@ -146,10 +145,9 @@ impl Upload {
     /// After a refused `finish`: copies everything written into `out`. False when no
     /// copy exists (no spool, and parts had left memory).
     pub fn save_to(&mut self, out: &mut std::fs::File) -> std::io::Result<bool> {
-        use std::io::{Seek, Write};
+        use std::io::Write;
         if let Some(f) = &mut self.spool {
-            f.rewind()?;
-            std::io::copy(f, out)?;
+            f.copy_to(out)?;
         } else if let Some(body) = &self.rejected {
             out.write_all(body)?;
         } else {
@@ -305,7 +303,7 @@ impl Upload {
             }
             mpu.done.sort_by_key(|p| p.number);
             let parts = std::mem::take(&mut mpu.done);
-            self.up.store.complete_multipart_if(&self.key, &mpu.id, parts, &self.cond).await
+            crate::backend::complete_if_unchanged(&*self.up.store, &self.key, &mpu.id, parts, &self.cond).await
         }
         .await;
         if outcome.is_err() {

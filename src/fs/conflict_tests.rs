@@ -173,3 +173,41 @@ async fn the_probe_tells_an_enforcing_store() {
     assert!(crate::backend::enforces_conditions(&store).await.unwrap());
     assert!(store.inner.list_page("", None, None, None).await.unwrap().objects.is_empty(), "probe key removed");
 }
+
+/// A chmod is stored at once when no data is pending (here: after an fsync). If B
+/// replaced the file before it, A must not take on B's version as its own base: A's
+/// staged blocks came from its own version, and its close would mix the two.
+#[tokio::test]
+async fn a_chmod_after_another_writer_does_not_take_on_its_version() {
+    let m = two_mounts(true);
+    put(&m.store, "f", b"0123456789").await;
+    let fa = open_rdwr(&m.a, "f").await;
+    m.a.write(fa, 0, b"A").await.unwrap();
+    m.a.fsync(fa).await.unwrap();
+    let fb = open_rdwr(&m.b, "f").await;
+    m.b.write(fb, 9, b"B").await.unwrap();
+    close(&m.b, fb).await.unwrap();
+    let ino = m.a.lookup(ROOT, "f").await.unwrap().ino;
+    m.a.setattr(ino, SetAttr { mode: Some(0o600), ..SetAttr::default() }).await.unwrap();
+    m.a.write(fa, 1, b"a").await.unwrap();
+    assert_eq!(close(&m.a, fa).await.unwrap_err().errno(), libc::EIO);
+    assert_eq!(stored(&m.store, "f").await, b"A12345678B", "B's version (on A's fsync) stays");
+    assert_eq!(std::fs::read(&kept(m.cache.path(), "a")[0]).unwrap(), b"Aa23456789");
+}
+
+/// A whole-file copy_file_range is a CopyObject, which takes no condition: under one it
+/// is refused, and the kernel copies by read/write instead.
+#[tokio::test]
+async fn copy_file_range_under_a_condition_falls_back_to_read_write() {
+    for conditional in [true, false] {
+        let m = two_mounts(conditional);
+        put(&m.store, "src", b"payload").await;
+        let src = m.a.lookup(ROOT, "src").await.unwrap().ino;
+        let fin = m.a.open(src, OpenMode { read: true, ..OpenMode::default() }, PID).await.unwrap().fh;
+        let (_, out) = m.a.create_with(ROOT, "dst", 0o644, excl(), PID).await.unwrap();
+        let r = m.a.copy_file_range(fin, 0, out.fh, 0, 7).await;
+        assert_eq!(r.is_err(), conditional, "{r:?}");
+        let _ = close(&m.a, out.fh).await;
+        let _ = m.a.release(fin).await;
+    }
+}

@@ -117,7 +117,7 @@ impl Fs {
             // The name's inode had open handles: they now see the new, empty file.
             let mut s = file.lock().await;
             self.truncate_state(ino, &mut s, 0).await?;
-            (s.created, s.unlinked, s.broken) = (true, false, false);
+            (s.created, s.unlinked, s.broken, s.exclusive) = (true, false, false, how.exclusive);
         }
         let opened = self.attach(&i, file, how, pid).await?;
         Ok((self.attr_of(&self.inode(ino)?), opened))
@@ -329,8 +329,12 @@ impl Fs {
         if s.writers == 0 {
             s.broken = false; // the loss was reported; a later writer starts afresh
             if result.is_err() {
-                // The last chance is gone: the store keeps the old object (or none).
-                tracing::error!(ino, key = %s.key, "data of a closed file could not be uploaded and is dropped");
+                // The last chance is gone: the store keeps the old object (or none). A
+                // loss already reported (a failed stream, a conflict whose data was
+                // kept) has nothing left here to drop.
+                if s.staged.is_some() || s.upload.is_some() {
+                    tracing::error!(ino, key = %s.key, "data of a closed file could not be uploaded and is dropped");
+                }
                 let created = s.created;
                 (s.staged, s.upload, s.created, s.truncated) = (None, None, false, false);
                 drop(s);

@@ -57,8 +57,12 @@ impl Fs {
     /// Writes `p` into the object's metadata now.
     pub(super) async fn persist_posix(&self, i: &Inode, p: Posix) -> FsResult<()> {
         let key = i.key();
+        let mut copied = None; // the ETag of the version the metadata is copied onto
         let mut user = match self.store.head(&key).await {
-            Ok(m) => m.user.unwrap_or_default(),
+            Ok(m) => {
+                copied = m.etag;
+                m.user.unwrap_or_default()
+            }
             // An implicit directory gets a marker to carry its metadata.
             Err(BackendError::NotFound) if i.kind == Kind::Dir => UserMeta::new(),
             Err(e) => return Err(e.into()),
@@ -73,13 +77,18 @@ impl Fs {
         match i.kind {
             Kind::Dir => self.learn_dir(&key, p),
             _ => {
-                // Same bytes, new ETag: the open file keeps building on this object.
+                // Same bytes, new ETag: the open file keeps building on this object, if
+                // it is still the version the file started from. If another client
+                // replaced it meanwhile, the file keeps its old base, so that its commit
+                // is refused (If-Match, or the staged source check) instead of
+                // overwriting that client's version.
                 if let Some(file) = self.files.get(i.ino) {
                     let mut s = file.lock().await;
-                    if let Some(st) = &mut s.staged {
+                    let ours = s.base.as_ref().is_some_and(|b| b.key == key && b.etag == copied);
+                    if let Some(st) = s.staged.as_mut().filter(|_| ours) {
                         st.retag(&key, meta.etag.clone());
                     }
-                    if s.base.as_ref().is_some_and(|b| b.key == key) {
+                    if ours {
                         let mut b = s.base.clone().expect("checked");
                         (b.etag, b.user) = (meta.etag.clone(), meta.user.clone());
                         s.adopt(b);

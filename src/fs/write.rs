@@ -42,7 +42,7 @@ impl Fs {
                 let user = self.upload_meta(ino, s.headers.as_ref());
                 let mut up = self.uploader.start(s.key.clone(), user);
                 if self.write_condition(&s) != Condition::Always {
-                    match self.staging.scratch_file() {
+                    match self.staging.spool() {
                         Ok(f) => up.spool_to(f),
                         Err(e) => tracing::warn!(key = %s.key, error = %e, "no local copy of this upload"),
                     }
@@ -108,6 +108,12 @@ impl Fs {
         let mut s = file.lock().await;
         if !whole || !s.can_stream(0) || s.upload.is_some() || s.staged.is_some() || s.unlinked {
             return Err(FsError::Unsupported("copy_file_range of part of a file"));
+        }
+        // CopyObject takes no write condition: where one applies (an O_EXCL create, an
+        // overwrite of a version another mount may replace), the kernel falls back to
+        // read/write, which commits under it.
+        if self.write_condition(&s) != Condition::Always {
+            return Err(FsError::Unsupported("copy_file_range under a write condition"));
         }
         self.store.copy(&src.key(), &s.key).await?;
         let meta = self.store.head(&s.key).await?;
@@ -238,14 +244,22 @@ impl Fs {
                 })
             }
             Err(BackendError::PreconditionFailed) => {
-                self.keep_conflict(s, upload.as_mut(), &cond).await;
-                s.staged = None;
+                // A staged file whose copy could not be written keeps its temp file
+                // while the state lives (its handles get EIO).
+                if self.keep_conflict(s, upload.as_mut(), &cond).await {
+                    s.staged = None;
+                }
                 self.upload_failed(ino, s.created);
                 (s.created, s.truncated, s.broken) = (false, false, true);
                 Err(FsError::UploadFailed(BackendError::PreconditionFailed))
             }
             Err(e) => {
                 tracing::error!(key = %key, error = %e, "upload failed; the object was not changed");
+                // The streamed bytes are gone with the failed upload: a later write or
+                // commit must not upload the file without them.
+                if upload.is_some() {
+                    s.broken = true;
+                }
                 // A staged file keeps its data: the next fsync or the last close retries.
                 if s.staged.is_none() {
                     self.upload_failed(ino, s.created);
@@ -277,7 +291,8 @@ impl Fs {
     /// was read (another mount or client wrote it): uploading would have overwritten
     /// that change. This mount's data goes to `conflicts/` in the cache directory, and
     /// the log names the file and both versions' ETags.
-    async fn keep_conflict(&self, s: &mut OpenFile, upload: Option<&mut Upload>, cond: &Condition) {
+    /// Returns whether this mount's data is now in the kept file (or there was none).
+    async fn keep_conflict(&self, s: &mut OpenFile, upload: Option<&mut Upload>, cond: &Condition) -> bool {
         let now = self.store.head(&s.key).await.ok().and_then(|m| m.etag);
         let started = match cond {
             Condition::IfAbsent => Some("none (created with O_EXCL)".to_string()),
@@ -288,9 +303,17 @@ impl Fs {
             Ok((path, mut out)) => {
                 let r = match (s.staged.as_deref(), upload) {
                     (Some(st), _) => st.save_to(&mut out).map(|missing| Some((path.clone(), missing))),
-                    (None, Some(up)) => up.save_to(&mut out).map(|kept| kept.then(|| (path.clone(), Vec::new()))),
+                    (None, Some(up)) => match up.save_to(&mut out) {
+                        Ok(true) => Ok(Some((path.clone(), Vec::new()))),
+                        Ok(false) => Err(std::io::Error::other("no local copy of the parts already sent")),
+                        Err(e) => Err(e),
+                    },
                     (None, None) => Ok(None),
                 };
+                // The copy's name must survive a crash too.
+                if let (Ok(Some(_)), Some(dir)) = (&r, path.parent()) {
+                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                }
                 if !matches!(r, Ok(Some(_))) {
                     let _ = std::fs::remove_file(&path);
                 }
@@ -298,6 +321,7 @@ impl Fs {
             }
         };
         let key = &s.key;
+        let kept = saved.is_ok();
         match saved {
             Ok(Some((path, missing))) if missing.is_empty() => tracing::error!(
                 %key, started_from = ?started, now = ?now, kept = %path.display(),
@@ -309,13 +333,14 @@ impl Fs {
             ),
             Ok(None) => tracing::error!(
                 %key, started_from = ?started, now = ?now,
-                "not uploaded: the object was changed (or created) by another writer since this file was opened; there was no data to keep"
+                "not uploaded: the object was changed (or created) by another writer since this file was opened; this mount wrote no data to keep"
             ),
             Err(e) => tracing::error!(
                 %key, started_from = ?started, now = ?now, error = %e,
                 "not uploaded: the object was changed by another writer since this file was opened, and this mount's version could not be kept"
             ),
         }
+        kept
     }
 
     pub(super) fn committed(&self, ino: u64, meta: Option<ObjectMeta>) {
