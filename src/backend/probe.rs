@@ -26,6 +26,9 @@ pub struct Probe {
     pub fail_parts: AtomicBool,
     /// The next HEADs fail with this error, as many times as the count says.
     pub fail_heads: std::sync::Mutex<(usize, Option<BackendError>)>,
+    /// Milliseconds a DELETE's answer takes after the object is gone (a slow reply
+    /// opens the window for requests racing it).
+    pub delete_reply_ms: AtomicU64,
 }
 
 impl Probe {
@@ -103,6 +106,11 @@ impl ObjectStore for Probe {
         self.inner.set_user_meta(key, user).await
     }
     async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
+        self.inner.delete(key).await?;
+        let ms = self.delete_reply_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        Ok(())
     }
 }

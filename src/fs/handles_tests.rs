@@ -242,3 +242,45 @@ async fn fstat_of_an_unlinked_open_file_keeps_answering_after_the_ttl() {
     assert_eq!(fs.read(r, 0, 100).await.unwrap(), &b"12345"[..]);
     fs.release(r).await.unwrap();
 }
+
+/// git's lock files: open(O_CREAT|O_EXCL), close without writing, unlink. The release
+/// of the closed handle (asynchronous in FUSE) can race the unlink; it must never bring
+/// the deleted name back as an empty object (a stale `config.lock` breaks the next git
+/// command, here or on another machine). The DELETE's reply is slowed so that the
+/// release comes between the object's removal and the unlink's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_racing_an_unlink_never_brings_the_name_back() {
+    let (p, fs) = setup();
+    let fs = Arc::new(fs);
+    p.delete_reply_ms.store(20, std::sync::atomic::Ordering::SeqCst);
+    let excl = OpenMode { write: true, read: true, truncate: true, exclusive: true, ..OpenMode::default() };
+    for round in 0..5 {
+        let (_, o) = fs.create_with(ROOT, "config.lock", 0o644, excl, PID).await.unwrap();
+        fs.flush(o.fh, PID).await.unwrap(); // nothing written: no commit yet
+        let b = fs.clone();
+        let unlink = tokio::spawn(async move { b.unlink(ROOT, "config.lock").await });
+        tokio::time::sleep(Duration::from_millis(10)).await; // the DELETE has landed
+        let _ = fs.release(o.fh).await;
+        unlink.await.unwrap().unwrap();
+        assert!(p.inner.head("config.lock").await.is_err(), "round {round}: the unlinked lock file came back");
+    }
+}
+
+/// The same race with a rename over the file (`mv new.tmp file` while `file`'s last
+/// handle is being released): the released handle must not overwrite the moved file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_racing_a_rename_over_the_file_does_not_overwrite_it() {
+    let (p, fs) = setup();
+    let fs = Arc::new(fs);
+    let excl = OpenMode { write: true, read: true, truncate: true, exclusive: true, ..OpenMode::default() };
+    write_file(&fs, ROOT, "new.tmp", b"the new content").await.unwrap();
+    let (_, o) = fs.create_with(ROOT, "file", 0o644, excl, PID).await.unwrap();
+    fs.flush(o.fh, PID).await.unwrap(); // nothing written: the empty file is not stored yet
+    p.delete_reply_ms.store(20, std::sync::atomic::Ordering::SeqCst);
+    let b = fs.clone();
+    let mv = tokio::spawn(async move { b.rename(ROOT, "new.tmp", ROOT, "file", rename::RenameFlags::default()).await });
+    tokio::time::sleep(Duration::from_millis(10)).await; // copied, source being deleted
+    let _ = fs.release(o.fh).await;
+    mv.await.unwrap().unwrap();
+    assert_eq!(stored(&p, "file").await, b"the new content");
+}

@@ -445,10 +445,33 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         self.prepare_orphans(i.ino).await?;
-        self.store.delete(&i.key()).await?;
-        self.orphan_writers(i.ino).await;
+        self.orphaning(i.ino, async { Ok(self.store.delete(&i.key()).await?) }).await?;
         self.forget_name(parent, name);
         Ok(())
+    }
+
+    /// Runs `op`, the request that removes or replaces the object of `ino` (unlink,
+    /// rename over it), with the file's open state locked, and marks the state orphaned
+    /// when it succeeds: its handles keep working but never bring the name back. A
+    /// commit racing it (the release of a handle closed just before) lands either
+    /// before `op`, or after the mark, and then uploads nothing: a deleted lock file
+    /// never comes back as an empty object.
+    pub(super) async fn orphaning<T>(
+        &self,
+        ino: u64,
+        op: impl std::future::Future<Output = FsResult<T>>,
+    ) -> FsResult<T> {
+        let file = self.files.get(ino);
+        let mut state = match &file {
+            Some(f) => Some(f.lock().await),
+            None => None,
+        };
+        let r = op.await;
+        if let (Ok(_), Some(s)) = (&r, state.as_mut()) {
+            s.unlinked = true;
+            s.base = None; // the object it built on is gone
+        }
+        r
     }
 
     /// Before the object goes (unlink, rename over it): an open file fetches what it
@@ -464,16 +487,6 @@ impl Fs {
             self.staged(ino, &mut s).await?.detach().await?;
         }
         Ok(())
-    }
-
-    /// The file's name is gone: its handles keep working but must not bring the name
-    /// back at close.
-    pub(super) async fn orphan_writers(&self, ino: u64) {
-        if let Some(file) = self.files.get(ino) {
-            let mut s = file.lock().await;
-            s.unlinked = true;
-            s.base = None; // the object it built on is gone
-        }
     }
 
     /// `parent/name` is gone (our unlink/rmdir, a failed first upload).

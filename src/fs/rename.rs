@@ -64,14 +64,20 @@ impl Fs {
         if let Some(d) = dst.as_ref().filter(|d| d.kind != Kind::Dir) {
             self.prepare_orphans(d.ino).await?;
         }
-        let new_etag = match src.kind {
-            Kind::File | Kind::Symlink => self.rename_file(&src, &new_path).await?,
-            Kind::Dir if new_path.starts_with(&format!("{}/", src.path)) => return Err(FsError::InvalidArgument),
-            Kind::Dir => self.rename_dir(&src, &new_path).await.map(|()| None)?,
-        };
-        if let Some(d) = dst.as_ref().filter(|d| d.kind != Kind::Dir) {
-            self.orphan_writers(d.ino).await; // the replaced file's writers must not come back
+        if src.kind == Kind::Dir && new_path.starts_with(&format!("{}/", src.path)) {
+            return Err(FsError::InvalidArgument);
         }
+        let moved = async {
+            match src.kind {
+                Kind::File | Kind::Symlink => self.rename_file(&src, &new_path).await,
+                _ => self.rename_dir(&src, &new_path).await.map(|()| None),
+            }
+        };
+        // The replaced file's writers must not come back over the moved file.
+        let new_etag = match dst.as_ref().filter(|d| d.kind != Kind::Dir) {
+            Some(d) => self.orphaning(d.ino, moved).await?,
+            None => moved.await?,
+        };
         let (found, moved_dirs) = {
             let mut table = self.inodes.lock().unwrap();
             table.rename(parent, name, newparent, newname);
