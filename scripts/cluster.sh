@@ -47,11 +47,23 @@ TOML
 }
 
 start_node() {
-  local n=$1
-  garage -c "$(conf "$n")" server >>"$DIR/node$n/server.log" 2>&1 &
-  echo $! >"$DIR/node$n/pid"
-  for _ in $(seq 100); do g "$n" status >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "cluster: node $n did not start (see $DIR/node$n/server.log)" >&2
+  local n=$1 pid
+  # A node restarted right after a crash can be slow (its database recovers) or fail to
+  # bind at once: give it 20 s a try, three tries.
+  for _ in 1 2 3; do
+    garage -c "$(conf "$n")" server >>"$DIR/node$n/server.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$DIR/node$n/pid"
+    for _ in $(seq 200); do
+      g "$n" status >/dev/null 2>&1 && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    sleep 1
+  done
+  echo "cluster: node $n did not start; the end of $DIR/node$n/server.log:" >&2
+  tail -n 5 "$DIR/node$n/server.log" >&2
   return 1
 }
 
