@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -94,17 +94,8 @@ fn a_reader_on_one_node_keeps_its_version_across_an_overwrite_on_another() {
     let (a, b) = mounts(&c);
     let (old, new) = (pattern(32 << 20, 1), pattern(32 << 20, 2));
     std::fs::write(a.join("v.bin"), &old).unwrap();
-    let mut reader = within(Duration::from_secs(1) + SLACK, || std::fs::File::open(b.join("v.bin")).ok()).unwrap();
-    let mut first = vec![0u8; 1 << 20];
-    reader.read_exact(&mut first).unwrap();
-    std::fs::write(a.join("v.bin"), &new).unwrap();
-    let mut rest = Vec::new();
-    if let Err(e) = reader.read_to_end(&mut rest) {
-        assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
-    }
-    let got = [&first[..], &rest[..]].concat();
-    assert!(got[..] == old[..got.len()], "B read only the old version ({} bytes)", got.len());
-    drop(reader);
+    let reader = within(Duration::from_secs(1) + SLACK, || std::fs::File::open(b.join("v.bin")).ok()).unwrap();
+    common::read_across_an_overwrite(reader, &old, || std::fs::write(a.join("v.bin"), &new).unwrap());
     let fresh = within(Duration::from_secs(1) + SLACK, || std::fs::read(b.join("v.bin")).ok().filter(|d| *d == new));
     assert!(fresh.is_some(), "a new open on B reads the new version");
 }

@@ -112,19 +112,8 @@ fn a_reader_on_one_mount_never_mixes_versions_across_an_overwrite() {
     let (a, b) = two_mounts(&moto, dir.path());
     let (old, new) = (common::pattern(24 << 20, 1), common::pattern(24 << 20, 2));
     std::fs::write(a.join("data.bin"), &old).unwrap();
-    let mut reader = std::fs::File::open(b.join("data.bin")).unwrap();
-    let mut first = vec![0u8; 1 << 20];
-    reader.read_exact(&mut first).unwrap();
-    assert!(first[..] == old[..1 << 20]);
-    std::fs::write(a.join("data.bin"), &new).unwrap();
-    let mut rest = Vec::new();
-    // Bytes still in B's read-ahead, then ESTALE once the old version is needed.
-    if let Err(e) = reader.read_to_end(&mut rest) {
-        assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
-    }
-    let got = [&first[..], &rest[..]].concat();
-    assert!(got[..] == old[..got.len()], "every byte B read is the old version's ({} bytes)", got.len());
-    drop(reader);
+    let reader = std::fs::File::open(b.join("data.bin")).unwrap();
+    common::read_across_an_overwrite(reader, &old, || std::fs::write(a.join("data.bin"), &new).unwrap());
     assert!(std::fs::read(b.join("data.bin")).unwrap() == new, "a new open reads the new version");
 }
 

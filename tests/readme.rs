@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::mount::BIN;
-use common::{is_mounted, put_object, MotoServer};
+use common::{put_object, MotoServer, Unmount};
 
 const README: &str = include_str!("../README.md");
 
@@ -73,16 +72,6 @@ fn run_as_new_user(script: &str, mounts: &[&str]) -> (i32, String, String) {
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
-
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
 }
 
 fn moto_with_a_file() -> MotoServer {

@@ -5,11 +5,11 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{is_mounted, local_config, sh, BIN};
+use common::{is_mounted, local_config, sh, Unmount, BIN};
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/rstore-mount@.service");
 const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mount.rstore");
@@ -143,17 +143,6 @@ fn the_all_stores_unit_is_ready_once_every_store_is_mounted() {
     assert_eq!(std::fs::read_to_string(mnt.join("second/hello.txt")).unwrap(), "two\n");
     stop_cleanly(child, &sock);
     assert!(!is_mounted(&mnt.join("first")) && !is_mounted(&mnt.join("second")), "all unmounted");
-}
-
-/// Unmounts on drop and removes what the test installed.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
 }
 
 #[test]

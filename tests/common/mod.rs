@@ -145,6 +145,36 @@ pub fn is_mounted(path: &Path) -> bool {
     mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(needle.as_str()))
 }
 
+/// Unmounts (lazily) on drop whatever is still mounted at the path: a guard for mounts
+/// a test makes through other programs (a unit's ExecStart, `mount -t`, a README block).
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Reads 1 MiB through `reader`, runs `overwrite` (another mount replacing the file
+/// with a different version), then reads on: every byte read must be `old`'s, and the
+/// read may end early only with ESTALE, never with a mix of the two versions.
+pub fn read_across_an_overwrite(mut reader: std::fs::File, old: &[u8], overwrite: impl FnOnce()) {
+    use std::io::Read;
+    let mut first = vec![0u8; 1 << 20];
+    reader.read_exact(&mut first).unwrap();
+    assert!(first[..] == old[..1 << 20]);
+    overwrite();
+    let mut rest = Vec::new();
+    // Bytes still in the read-ahead, then ESTALE once the old version is needed.
+    if let Err(e) = reader.read_to_end(&mut rest) {
+        assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
+    }
+    let got = [&first[..], &rest[..]].concat();
+    assert!(got[..] == old[..got.len()], "every byte read is the old version's ({} bytes)", got.len());
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
