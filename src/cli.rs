@@ -85,10 +85,15 @@ pub struct Args {
     /// Seconds to remember that a name does not exist
     #[arg(long, default_value = "1", value_name = "SECS", help_heading = "Caching and consistency")]
     pub negative_metadata_ttl: String,
-    /// Read every listed object's metadata (one HEAD each, 32 at a time), so listings
-    /// show the mode, owner, mtime and symlinks that chmod/utimes/s3fs stored. Without
-    /// it, listings cost only LIST calls and show defaults until a file is looked up
-    #[arg(long, help_heading = "Caching and consistency")]
+    /// Which listings read their objects' metadata (mode, owner, mtime, symlinks,
+    /// special files: one HEAD per object not already known, 32 at a time): auto =
+    /// directories of at most 1,000 entries; always = every directory (as s3fs);
+    /// never = none (listings show defaults until an entry is looked up alone).
+    /// What was read is kept in the cache directory, so a remount does not read it again
+    #[arg(long, default_value = "auto", value_name = "WHEN", help_heading = "Caching and consistency")]
+    pub metadata_on_list: crate::meta::MetadataOnList,
+    /// The same as --metadata-on-list always (the flag of earlier versions)
+    #[arg(long, hide = true, help_heading = "Caching and consistency")]
     pub read_metadata_on_list: bool,
     /// Directory for staged files (files modified in place); default
     /// $XDG_CACHE_HOME/rstore-mount, or /var/cache/rstore for root
@@ -341,7 +346,10 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
     let meta = MetaConfig {
         ttl: parse_ttl("metadata-ttl", &a.metadata_ttl)?,
         negative_ttl: negative.unwrap_or(Duration::from_secs(u32::MAX as u64)),
-        metadata_on_list: a.read_metadata_on_list,
+        metadata_on_list: match a.read_metadata_on_list {
+            true => crate::meta::MetadataOnList::Always,
+            false => a.metadata_on_list,
+        },
         ..MetaConfig::default()
     };
     let part = parse_bytes("write-part-size", &a.write_part_size)?;
@@ -372,6 +380,7 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
         staging,
         max_memory,
         conditional_writes: false, // probed per store when mounting
+        known_file: None,          // set per store when mounting
     })
 }
 

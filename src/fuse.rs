@@ -68,26 +68,33 @@ fn errno(fs: &Fs, e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
 fn file_attr(a: &Attr) -> FileAttr {
-    let (kind, nlink) = match a.kind {
-        Kind::File => (FileType::RegularFile, 1),
-        Kind::Dir => (FileType::Directory, 2),
-        Kind::Symlink => (FileType::Symlink, 1),
-    };
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
-        kind,
+        kind: file_type(a.kind),
         perm: a.perm,
-        nlink,
+        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: 128 * 1024,
         flags: 0,
     }
@@ -181,7 +188,7 @@ impl Filesystem for FuseAdapter {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -191,7 +198,8 @@ impl Filesystem for FuseAdapter {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let set = SetAttr { size, fh: fh.map(|f| f.0), mtime: mtime.map(time_of), mode, uid, gid };
+        let set =
+            SetAttr { size, fh: fh.map(|f| f.0), mtime: mtime.map(time_of), atime: atime.map(time_of), mode, uid, gid };
         let ttl = self.ttl;
         self.spawn("setattr", move |fs| async move {
             match fs.setattr(ino.0, set).await {
@@ -206,7 +214,7 @@ impl Filesystem for FuseAdapter {
         let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
         self.spawn("mkdir", move |fs| async move {
             let made = match fs.mkdir(parent.0, &name, mode).await {
-                Ok(a) => fs.owned_by(a, uid, gid).await,
+                Ok(a) => fs.owned_by(parent.0, a, uid, gid).await,
                 Err(e) => Err(e),
             };
             match made {
@@ -222,7 +230,7 @@ impl Filesystem for FuseAdapter {
         let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
         self.spawn("symlink", move |fs| async move {
             let made = match fs.symlink(parent.0, &name, &target).await {
-                Ok(a) => fs.owned_by(a, uid, gid).await,
+                Ok(a) => fs.owned_by(parent.0, a, uid, gid).await,
                 Err(e) => Err(e),
             };
             match made {
@@ -247,15 +255,26 @@ impl Filesystem for FuseAdapter {
 
     fn mknod(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
         _umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EPERM); // no device nodes, fifos or sockets in an object store
+        let name = name_or_reply!(name, reply);
+        let (ttl, uid, gid) = (self.ttl, req.uid(), req.gid());
+        self.spawn("mknod", move |fs| async move {
+            let made = match fs.mknod(parent.0, &name, mode, rdev).await {
+                Ok(a) => fs.owned_by(parent.0, a, uid, gid).await,
+                Err(e) => Err(e),
+            };
+            match made {
+                Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+                Err(e) => reply.error(errno(&fs, &e)),
+            }
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -404,8 +423,7 @@ impl Filesystem for FuseAdapter {
 
     fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let add = |reply: &mut ReplyDirectory, next, name: &str, a: &Attr| {
-            let kind = if a.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
-            reply.add(INodeNo(a.ino), next, kind, name)
+            reply.add(INodeNo(a.ino), next, file_type(a.kind), name)
         };
         if let Some(r) = self.fs.try_readdir_now(fh.0, offset, false, |next, name, a| add(&mut reply, next, name, a)) {
             return reply.done(&self.fs, r);
@@ -471,7 +489,7 @@ impl Filesystem for FuseAdapter {
         let how = OpenMode::from_flags(flags);
         self.spawn("create", move |fs| async move {
             let made = match fs.create_with(parent.0, &name, mode, how, pid).await {
-                Ok((a, o)) => match fs.owned_by(a, uid, gid).await {
+                Ok((a, o)) => match fs.owned_by(parent.0, a, uid, gid).await {
                     Ok(a) => Ok((a, o)),
                     Err(e) => {
                         let _ = fs.release(o.fh).await; // the kernel never saw this handle

@@ -225,7 +225,8 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
     let made = MadeDirs::create(req.targets.iter().map(|t| &t.mountpoint))?;
     let mut mounts = Vec::new();
     for ((t, store), conditional_writes) in req.targets.iter().zip(stores).zip(conditional) {
-        let opts = FsOptions { store_name: t.store.name.clone(), conditional_writes, ..req.opts.clone() };
+        let known_file = t.store.identity().map(|id| (known_file_path(&req.opts.staging.dir, &t.store.name), id));
+        let opts = FsOptions { store_name: t.store.name.clone(), conditional_writes, known_file, ..req.opts.clone() };
         let fs = Arc::new(Fs::sharing(store, opts, budget.clone(), staging.clone()));
         let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl, req.settings.drain_timeout);
         // Resolved before mounting: afterwards a stat of it would wait on this very session.
@@ -247,6 +248,12 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
     }
     made.keep();
     Ok((rt, mounts))
+}
+
+/// The file keeping the object metadata of store `name` between mounts:
+/// `<cache-dir>/metadata/<name>.jsonl`.
+pub fn known_file_path(cache_dir: &Path, name: &str) -> PathBuf {
+    cache_dir.join("metadata").join(format!("{}.jsonl", name.replace('/', "_")))
 }
 
 /// Mount points this start made, removed again unless the start succeeds.

@@ -120,6 +120,18 @@ impl ResolvedStore {
         }
     }
 
+    /// What the store's data is, to tell whether a file of remembered metadata
+    /// describes it: the backend location, endpoint and root path (no secrets).
+    /// `None` for a memory store, whose objects do not outlive the process.
+    pub fn identity(&self) -> Option<String> {
+        let at = match &self.backend.kind {
+            BackendKind::S3(o) => format!("s3://{} at {}", o.bucket, o.endpoint_url.as_deref().unwrap_or("AWS")),
+            BackendKind::Local { root } => format!("local {}", root.display()),
+            BackendKind::Memory => return None,
+        };
+        Some(format!("{at}, root '{}'", self.root_path))
+    }
+
     /// Where the backend keeps data: `s3://bucket`, a local directory, or `memory`.
     pub fn location(&self) -> String {
         match &self.backend.kind {

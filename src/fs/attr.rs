@@ -11,9 +11,14 @@ pub struct Attr {
     pub kind: Kind,
     pub size: u64,
     pub mtime: SystemTime,
+    /// Last change of data or attributes (never before `mtime`).
+    pub ctime: SystemTime,
+    pub atime: SystemTime,
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
+    /// The device number of a device node (0 for everything else).
+    pub rdev: u32,
 }
 
 /// Ownership and permission defaults for objects that carry none.

@@ -112,6 +112,7 @@ impl Fs {
         };
         self.negative.remove(parent, name);
         self.listings.upsert(parent, name, found);
+        self.touch_dir(parent);
         let i = self.inode(ino)?;
         if !made_now {
             // The name's inode had open handles: they now see the new, empty file.

@@ -33,15 +33,19 @@ pub struct Inode {
     pub writing: bool,
     /// ETag of the data the kernel may hold in its page cache for this file.
     pub cached_etag: Option<String>,
+    /// When entries were last created, removed or renamed in this directory by this
+    /// mount: its mtime and ctime from then on. Held in memory only (a marker
+    /// object would cost a request per change in the directory).
+    pub touched: Option<SystemTime>,
 }
 
 impl Inode {
     /// The object key of a file, or the listing prefix of a directory.
     pub fn key(&self) -> String {
         match self.kind {
-            Kind::File | Kind::Symlink => self.path.clone(),
             Kind::Dir if self.path.is_empty() => String::new(),
             Kind::Dir => format!("{}/", self.path),
+            _ => self.path.clone(),
         }
     }
 
@@ -96,6 +100,7 @@ impl InodeTable {
             open_handles: 0,
             writing: false,
             cached_etag: None,
+            touched: None,
         };
         Self { by_ino: HashMap::from([(ROOT_INO, root)]), by_name: BTreeMap::new(), next_ino: ROOT_INO + 1 }
     }
@@ -167,6 +172,7 @@ impl InodeTable {
                 open_handles: 0,
                 writing: false,
                 cached_etag: None,
+                touched: None,
             },
         );
         self.by_name.insert((parent, name.to_string()), ino);

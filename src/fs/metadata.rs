@@ -35,9 +35,19 @@ impl Fs {
         if let Some(t) = set.mtime.filter(|t| *t != cur.mtime) {
             p.mtime = Some(t);
         }
+        if let Some(t) = set.atime.filter(|t| *t != cur.atime) {
+            p.atime = Some(t);
+        }
         if p != i.posix {
             self.check_writable()?;
+            // The change moves ctime, not mtime: the copy that stores it gives the
+            // object a new Last-Modified, so the shown mtime is pinned first.
+            p.mtime = Some(p.mtime.unwrap_or(cur.mtime));
+            p.ctime = Some(SystemTime::now());
             self.set_posix(&i, p).await?;
+        } else if set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || set.mtime.is_some() {
+            // chmod/chown/utimes to the values already set still count as a change.
+            self.touch_ctime(ino);
         }
         Ok(self.attr_of(&self.inode(ino)?))
     }
@@ -100,6 +110,21 @@ impl Fs {
         Ok(())
     }
 
+    /// An entry of directory `dir` was created, removed or renamed here: its mtime
+    /// and ctime move to now (in memory; see `Inode::touched`).
+    pub(super) fn touch_dir(&self, dir: u64) {
+        if let Some(i) = self.inodes.lock().unwrap().get_mut(dir) {
+            i.touched = Some(SystemTime::now());
+        }
+    }
+
+    /// Moves the shown change time of `ino` to now, in memory.
+    fn touch_ctime(&self, ino: u64) {
+        if let Some(i) = self.inodes.lock().unwrap().get_mut(ino) {
+            i.posix.ctime = Some(SystemTime::now());
+        }
+    }
+
     async fn has_pending_upload(&self, ino: u64) -> bool {
         match self.files.get(ino) {
             Some(file) => file.lock().await.pending(),
@@ -108,12 +133,26 @@ impl Fs {
     }
 
     /// A new entry made by another user (with --allow-other) belongs to that user, as
-    /// on a local disk; root's and the mount owner's entries keep the defaults.
-    pub async fn owned_by(&self, a: Attr, uid: u32, gid: u32) -> FsResult<Attr> {
-        if uid == 0 || (a.uid, a.gid) == (uid, gid) {
+    /// on a local disk; root's entries keep the mount's defaults. In a directory with
+    /// the set-group-ID bit, the entry takes the directory's group, and a new
+    /// subdirectory the bit too (what the kernel's `inode_init_owner` does for local
+    /// filesystems; a FUSE server must do it itself).
+    pub async fn owned_by(&self, parent: u64, a: Attr, uid: u32, gid: u32) -> FsResult<Attr> {
+        let dir = self.attr_of(&self.inode(parent)?);
+        let setgid = dir.perm as u32 & libc::S_ISGID != 0;
+        let want_uid = if uid == 0 { a.uid } else { uid };
+        let want_gid = match (setgid, uid) {
+            (true, _) => dir.gid,
+            (false, 0) => a.gid,
+            (false, _) => gid,
+        };
+        let mode = (setgid && a.kind == Kind::Dir && a.perm as u32 & libc::S_ISGID == 0)
+            .then_some(a.perm as u32 | libc::S_ISGID);
+        if (a.uid, a.gid) == (want_uid, want_gid) && mode.is_none() {
             return Ok(a);
         }
-        self.setattr(a.ino, SetAttr { uid: Some(uid), gid: Some(gid), ..SetAttr::default() }).await
+        let set = SetAttr { uid: Some(want_uid), gid: Some(want_gid), mode, ..SetAttr::default() };
+        self.setattr(a.ino, set).await
     }
 
     /// The metadata an upload of `ino` carries: what the object had, with the
@@ -136,12 +175,35 @@ impl Fs {
     }
 
     pub async fn symlink(&self, parent: u64, name: &str, target: &str) -> FsResult<Attr> {
-        let key = self.vacant(parent, name).await?;
         let posix = Posix { mode: Some(libc::S_IFLNK | 0o777), mtime: Some(SystemTime::now()), ..Posix::default() };
+        self.make_node(parent, name, posix, Bytes::copy_from_slice(target.as_bytes())).await
+    }
+
+    /// mknod(2): a fifo, socket or device node, stored as an empty object whose
+    /// `x-amz-meta-mode` names its type and `x-amz-meta-rdev` its device number, as
+    /// s3fs stores them; `S_IFREG` makes an empty file. EINVAL for other types.
+    pub async fn mknod(&self, parent: u64, name: &str, mode: u32, rdev: u32) -> FsResult<Attr> {
+        let kind =
+            Kind::from_mode(mode).filter(|k| k.is_special() || *k == Kind::File).ok_or(FsError::InvalidArgument)?;
+        let device = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+        let posix = Posix {
+            mode: Some(mode & (libc::S_IFMT | 0o7777)),
+            mtime: Some(SystemTime::now()),
+            rdev: device.then_some(rdev),
+            ..Posix::default()
+        };
+        self.make_node(parent, name, posix, Bytes::new()).await
+    }
+
+    /// A new object at `parent/name` that is whole at once (a symlink, a special
+    /// file): one PUT carrying `posix`.
+    async fn make_node(&self, parent: u64, name: &str, posix: Posix, body: Bytes) -> FsResult<Attr> {
+        let key = self.vacant(parent, name).await?;
         let mut user = UserMeta::new();
         posix.merge_into(&mut user);
-        let meta = self.store.put_with(&key, Bytes::copy_from_slice(target.as_bytes()), &user).await?;
-        self.learn(&meta);
+        let meta = self.store.put_with(&key, body, &user).await?;
+        self.learn_written(&meta);
+        self.touch_dir(parent);
         let found = Found::object(&meta);
         self.negative.remove(parent, name);
         self.listings.upsert(parent, name, found.clone());

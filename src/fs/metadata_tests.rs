@@ -109,7 +109,8 @@ async fn a_relisting_keeps_known_metadata_while_the_object_is_unchanged() {
     p.inner.put("f", Bytes::from_static(b"rewritten by another client")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await; // past the listing TTL
     assert_eq!(seen(&fs), [0o644], "a new object has no mode: the default shows");
-    assert_eq!(p.heads.load(Ordering::SeqCst), 2, "lookup + chmod's read of the old metadata");
+    let heads = p.heads.load(Ordering::SeqCst);
+    assert_eq!(heads, 3, "lookup + chmod's read of the old metadata + the new version's, read by the listing");
 }
 
 #[tokio::test]
@@ -143,15 +144,17 @@ async fn reading_metadata_on_list_shows_modes_and_symlinks_of_a_cold_listing() {
         .unwrap();
         out
     };
-    let cold = listed(remount(&p)).await;
+    let with =
+        |m: MetadataOnList| FsOptions { meta: MetaConfig { metadata_on_list: m, ..Default::default() }, ..opts() };
+    let cold = listed(Fs::new(p.clone(), with(MetadataOnList::Never))).await;
     assert_eq!(cold[2], ("run".into(), Kind::File, 0o644), "plain listings show defaults: {cold:?}");
-    let heads = p.heads.load(Ordering::SeqCst);
-    let opts = FsOptions { meta: crate::meta::MetaConfig { metadata_on_list: true, ..Default::default() }, ..opts() };
-    let exact = listed(Fs::new(p.clone(), opts)).await;
     let want =
         [("d".into(), Kind::Dir, 0o700), ("link".into(), Kind::Symlink, 0o777), ("run".into(), Kind::File, 0o755)];
-    assert_eq!(exact, want);
-    assert_eq!(p.heads.load(Ordering::SeqCst) - heads, 3, "one HEAD per entry");
+    for m in [MetadataOnList::Auto, MetadataOnList::Always] {
+        let heads = p.heads.load(Ordering::SeqCst);
+        assert_eq!(listed(Fs::new(p.clone(), with(m))).await, want, "{m:?}");
+        assert_eq!(p.heads.load(Ordering::SeqCst) - heads, 3, "one HEAD per entry");
+    }
 }
 
 #[tokio::test]

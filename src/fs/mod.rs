@@ -26,7 +26,8 @@ use open_file::OpenFiles;
 use crate::backend::{BackendError, DynStore};
 use crate::data::{MemoryBudget, PrefetchConfig, StagingArea, StagingConfig, UploadConfig, Uploader};
 use crate::meta::{
-    list_dir, read_metadata, valid_name, DirCache, DirEntry, Entries, MetaConfig, NegativeCache, PosixCache,
+    list_dir, read_metadata, valid_name, DirCache, DirEntry, Entries, MetaConfig, MetadataOnList, NegativeCache,
+    PosixCache, AUTO_LIMIT,
 };
 
 #[derive(Clone, Debug, Default)]
@@ -45,6 +46,9 @@ pub struct FsOptions {
     /// overwritten silently. On only where the server enforces the conditions (probed
     /// at mount: `backend::enforces_conditions`).
     pub conditional_writes: bool,
+    /// Where the object metadata HEADs learned is kept across mounts, and the
+    /// identity of the store it describes (see `PosixCache::open`); `None`: memory only.
+    pub known_file: Option<(std::path::PathBuf, String)>,
 }
 
 /// What `setattr` asks to change.
@@ -55,6 +59,7 @@ pub struct SetAttr {
     /// new size, as it would a write.
     pub fh: Option<u64>,
     pub mtime: Option<SystemTime>,
+    pub atime: Option<SystemTime>,
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -143,7 +148,10 @@ impl Fs {
             store,
             negative: NegativeCache::new(opts.meta.negative_ttl, opts.meta.negative_capacity),
             listings: DirCache::new(opts.meta, opts.meta.listing_capacity),
-            known: PosixCache::new(opts.meta.posix_capacity),
+            known: match &opts.known_file {
+                Some((path, identity)) => PosixCache::open(opts.meta.posix_capacity, path, identity),
+                None => PosixCache::new(opts.meta.posix_capacity),
+            },
             budget,
             opts,
             inodes: Mutex::new(InodeTable::new(mount_time)),
@@ -181,52 +189,101 @@ impl Fs {
     fn attr_of(&self, i: &Inode) -> Attr {
         let (o, p) = (&self.opts.owner, &i.posix);
         let default_perm = match i.kind {
-            Kind::File => o.file_mode,
             Kind::Dir => o.dir_mode,
             Kind::Symlink => 0o777,
+            _ => o.file_mode,
         };
+        // A directory's entries changing here moves its times (kept in memory).
+        let mtime = i.touched.or(p.mtime).unwrap_or(i.mtime);
+        // Every change of an object (a write, a chmod's copy onto itself, a rename's
+        // copy) gives it a new Last-Modified: the change time is the latest of that
+        // and what was stored or done here.
+        let ctime = [p.ctime, i.touched, Some(i.mtime)].into_iter().flatten().max().unwrap_or(mtime);
         Attr {
             ino: i.ino,
             kind: i.kind,
             size: i.size,
-            mtime: p.mtime.unwrap_or(i.mtime),
+            mtime,
+            ctime,
+            atime: p.atime.unwrap_or(mtime),
             perm: p.mode.map_or(default_perm, |m| (m & 0o7777) as u16),
             uid: p.uid.unwrap_or(o.uid),
             gid: p.gid.unwrap_or(o.gid),
+            rdev: if i.kind.is_special() { p.rdev.unwrap_or(0) } else { 0 },
         }
     }
 
-    /// Remembers the POSIX metadata a HEAD or an upload returned.
+    /// Remembers the POSIX metadata a HEAD returned (kept on disk, with its version).
     fn learn(&self, m: &crate::backend::ObjectMeta) {
+        if let Some(user) = &m.user {
+            self.known.insert_seen(&m.key, m.etag.as_deref(), m.last_modified, Posix::from_user(user));
+        }
+    }
+
+    /// Remembers the POSIX metadata our own upload stored.
+    fn learn_written(&self, m: &crate::backend::ObjectMeta) {
         if let Some(user) = &m.user {
             self.known.insert(&m.key, m.etag.as_deref(), Posix::from_user(user));
         }
     }
 
-    /// Gives listed entries the metadata known for their exact version (a listing
-    /// carries none); newly read metadata is remembered.
-    fn recall(&self, prefix: &str, entries: &mut [DirEntry]) {
-        let learning = entries.iter().any(|e| e.found.posix.is_some());
-        if !learning && self.known.is_empty() {
-            return; // nothing known yet (a fresh mount): a plain listing stays cheap
+    /// The key and the version under which the metadata of a listed entry is known.
+    fn version_of<'a>(prefix: &str, e: &'a DirEntry) -> (String, Option<&'a str>) {
+        match e.found.kind {
+            Kind::Dir => (format!("{prefix}{}/", e.name), Some(DIR_VERSION)),
+            _ => (format!("{prefix}{}", e.name), e.found.etag.as_deref()),
         }
-        for e in entries.iter_mut() {
-            let (key, etag) = match e.found.kind {
-                Kind::Dir => (format!("{prefix}{}/", e.name), Some(DIR_VERSION)),
-                _ => (format!("{prefix}{}", e.name), e.found.etag.as_deref()),
-            };
-            match e.found.posix {
-                Some(p) => self.known.insert(&key, etag, p),
-                None => {
-                    if let Some(p) = self.known.get(&key, etag) {
-                        e.found.posix = Some(p);
-                        if e.found.kind != Kind::Dir {
-                            e.found.kind = if p.kind() == Some(Kind::Symlink) { Kind::Symlink } else { Kind::File };
-                        }
-                    }
+    }
+
+    /// Gives listed entries the metadata known for their exact version (a listing
+    /// carries none).
+    fn recall(&self, prefix: &str, entries: &mut [DirEntry]) {
+        if self.known.is_empty() {
+            return; // nothing known yet: a plain listing stays cheap
+        }
+        for e in entries.iter_mut().filter(|e| e.found.posix.is_none()) {
+            let (key, etag) = Self::version_of(prefix, e);
+            let modified = (e.found.kind != Kind::Dir).then_some(e.found.mtime);
+            if let Some(p) = self.known.get(&key, etag, modified) {
+                e.found.posix = Some(p);
+                if e.found.kind != Kind::Dir {
+                    e.found.kind = p.kind().filter(|k| *k != Kind::Dir).unwrap_or(Kind::File);
                 }
             }
         }
+    }
+
+    /// HEADs the listed entries whose metadata is not known, as `--metadata-on-list`
+    /// says, and remembers what they said.
+    async fn complete_listing(&self, prefix: &str, entries: &mut [DirEntry]) -> FsResult<()> {
+        let head = match self.opts.meta.metadata_on_list {
+            MetadataOnList::Always => true,
+            MetadataOnList::Auto => entries.len() <= AUTO_LIMIT,
+            MetadataOnList::Never => false,
+        };
+        match head {
+            true => self.head_unknown(prefix, entries).await,
+            false => Ok(()),
+        }
+    }
+
+    /// HEADs the entries whose metadata is not known and remembers what they said.
+    async fn head_unknown(&self, prefix: &str, entries: &mut [DirEntry]) -> FsResult<()> {
+        if entries.iter().all(|e| e.found.posix.is_some()) {
+            return Ok(());
+        }
+        let unknown: std::collections::HashSet<String> =
+            entries.iter().filter(|e| e.found.posix.is_none()).map(|e| e.name.clone()).collect();
+        read_metadata(&*self.store, prefix, entries, |e| e.found.posix.is_none()).await?;
+        for e in entries.iter().filter(|e| unknown.contains(&e.name)) {
+            let (key, etag) = Self::version_of(prefix, e);
+            match (e.found.posix, e.found.kind) {
+                (Some(p), Kind::Dir) => self.known.insert(&key, etag, p),
+                (Some(p), _) => self.known.insert_seen(&key, etag, e.found.mtime, p),
+                (None, _) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Remembers a directory's metadata (listings show directories without an ETag).
@@ -242,7 +299,7 @@ impl Fs {
         let i = self.inode(ino)?;
         match i.kind {
             Kind::Dir => Ok(i),
-            Kind::File | Kind::Symlink => Err(FsError::NotDir),
+            _ => Err(FsError::NotDir),
         }
     }
 
@@ -296,8 +353,10 @@ impl Fs {
     /// keeps costing one PUT per file, not a HEAD and a LIST more. The new listing then
     /// answers as any fresh one does. `None`: probe instead.
     async fn relist_lookup(&self, parent: u64, dir: &Inode, name: &str) -> FsResult<Option<Option<Found>>> {
-        // With --read-metadata-on-list a listing costs a HEAD per entry: never cheaper.
-        if self.opts.meta.metadata_on_list || !self.listings.worth_relisting(parent) {
+        // When a listing costs a HEAD per entry, it is never cheaper than a probe.
+        // (Under `auto` a listing HEADs only entries it does not know, which a `cp -r`
+        // into the directory wrote itself.)
+        if self.opts.meta.metadata_on_list == MetadataOnList::Always || !self.listings.worth_relisting(parent) {
             return Ok(None);
         }
         let entries = self.fetch_listing(parent, dir).await?;
@@ -305,21 +364,37 @@ impl Fs {
         Ok(Some(at.ok().map(|i| entries[i].found.clone())))
     }
 
-    /// Lists `dir` from the store (with each entry's metadata under
-    /// `--read-metadata-on-list`) and caches the listing.
+    /// Lists `dir` from the store, with each entry's metadata as `--metadata-on-list`
+    /// says, and caches the listing.
     async fn fetch_listing(&self, ino: u64, dir: &Inode) -> FsResult<Entries> {
         let started = Instant::now();
-        let mut listed = list_dir(&*self.store, &dir.key(), self.mount_time).await?;
+        let prefix = dir.key();
+        let mut listed = list_dir(&*self.store, &prefix, self.mount_time).await?;
         for e in listed.iter_mut() {
             e.found.seen = started;
         }
-        if self.opts.meta.metadata_on_list {
-            read_metadata(&*self.store, &dir.key(), &mut listed).await?;
-        }
-        self.recall(&dir.key(), &mut listed);
+        self.recall(&prefix, &mut listed);
+        self.complete_listing(&prefix, &mut listed).await?;
         let listed = Arc::new(listed);
         self.listings.put_listed(ino, listed.clone(), started);
         Ok(listed)
+    }
+
+    /// What a listing said of an entry, with its metadata read by a HEAD if the
+    /// listing did not have it: a path looked up on its own never shows a default
+    /// where something is stored (`--metadata-on-list never` skips this).
+    async fn complete_found(&self, dir: &Inode, name: &str, found: Option<Found>) -> FsResult<Option<Found>> {
+        let f = match found {
+            Some(f) if f.posix.is_none() => f,
+            other => return Ok(other),
+        };
+        if self.opts.meta.metadata_on_list == MetadataOnList::Never {
+            return Ok(Some(f));
+        }
+        let mut one = [DirEntry { name: name.to_string(), found: f }];
+        self.head_unknown(&dir.key(), &mut one).await?;
+        let [e] = one;
+        Ok(Some(e.found))
     }
 
     /// Resolves `parent/name` without taking a kernel reference.
@@ -342,12 +417,12 @@ impl Fs {
         let found = match self.listings.lookup(parent, name) {
             Some(listed) => {
                 m.cache("listing", true);
-                listed
+                self.complete_found(&dir, name, listed).await?
             }
             None => {
                 m.cache("entry", false);
                 match self.relist_lookup(parent, &dir, name).await? {
-                    Some(listed) => listed,
+                    Some(listed) => self.complete_found(&dir, name, listed).await?,
                     None => self.probe(&dir.child_path(name)).await?.map(|f| Found { seen: asked, ..f }),
                 }
             }
@@ -428,6 +503,7 @@ impl Fs {
         posix.merge_into(&mut user);
         self.store.put_with(&format!("{path}/"), Bytes::new(), &user).await?;
         self.learn_dir(&format!("{path}/"), posix);
+        self.touch_dir(parent);
         self.negative.remove(parent, name);
         let found = Found { posix: Some(posix), ..Found::dir(SystemTime::now()) };
         self.listings.upsert(parent, name, found.clone());
@@ -491,6 +567,7 @@ impl Fs {
 
     /// `parent/name` is gone (our unlink/rmdir, a failed first upload).
     fn forget_name(&self, parent: u64, name: &str) {
+        self.touch_dir(parent);
         self.inodes.lock().unwrap().unlink(parent, name);
         self.listings.remove(parent, name);
         self.negative.insert(parent, name);

@@ -1,6 +1,8 @@
 //! rename(2) on an object store: CopyObject then DeleteObject for a file, every object
 //! under the prefix for a directory. Not atomic; see docs/SEMANTICS.md.
 
+use std::time::SystemTime;
+
 use futures::{StreamExt, TryStreamExt};
 
 use super::inode::Inode;
@@ -55,8 +57,8 @@ impl Fs {
                 return Err(FsError::Exists);
             }
             match (src.kind, d.kind) {
-                (Kind::File | Kind::Symlink, Kind::Dir) => return Err(FsError::IsDir),
-                (Kind::Dir, Kind::File | Kind::Symlink) => return Err(FsError::NotDir),
+                (k, Kind::Dir) if k != Kind::Dir => return Err(FsError::IsDir),
+                (Kind::Dir, k) if k != Kind::Dir => return Err(FsError::NotDir),
                 (Kind::Dir, Kind::Dir) if !self.dir_is_empty(d).await? => return Err(FsError::NotEmpty),
                 _ => {}
             }
@@ -69,8 +71,8 @@ impl Fs {
         }
         let moved = async {
             match src.kind {
-                Kind::File | Kind::Symlink => self.rename_file(&src, &new_path).await,
-                _ => self.rename_dir(&src, &new_path).await.map(|()| None),
+                Kind::Dir => self.rename_dir(&src, &new_path).await.map(|()| None),
+                _ => self.rename_file(&src, &new_path).await,
             }
         };
         // The replaced file's writers must not come back over the moved file.
@@ -93,6 +95,7 @@ impl Fs {
                 }
             }
             let moved = table.get_mut(src.ino).ok_or(FsError::NotFound)?;
+            moved.posix.ctime = Some(SystemTime::now()); // a rename is a change of the entry
             if moved.kind != Kind::Dir && !moved.writing {
                 match new_etag {
                     Some(etag) => moved.etag = Some(etag),
@@ -106,6 +109,8 @@ impl Fs {
                 self.listings.invalidate(d);
             }
         }
+        self.touch_dir(parent);
+        self.touch_dir(newparent);
         self.listings.remove(parent, name);
         self.listings.upsert(newparent, newname, found);
         self.negative.insert(parent, name);

@@ -348,7 +348,7 @@ impl Fs {
         let Some(i) = table.get_mut(ino) else { return };
         i.writing = false;
         if let Some(m) = meta {
-            self.learn(&m);
+            self.learn_written(&m);
             if let Some(user) = &m.user {
                 i.posix = Posix::from_user(user);
             }

@@ -11,6 +11,15 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A named pipe (mkfifo): a zero-length object whose mode says so; the kernel
+    /// serves its I/O, as for the other special files.
+    Fifo,
+    /// A unix-domain socket's name.
+    Socket,
+    /// A character device node (its number in `Posix::rdev`).
+    CharDevice,
+    /// A block device node (its number in `Posix::rdev`).
+    BlockDevice,
 }
 
 impl Kind {
@@ -20,31 +29,67 @@ impl Kind {
             Kind::File => libc::S_IFREG,
             Kind::Dir => libc::S_IFDIR,
             Kind::Symlink => libc::S_IFLNK,
+            Kind::Fifo => libc::S_IFIFO,
+            Kind::Socket => libc::S_IFSOCK,
+            Kind::CharDevice => libc::S_IFCHR,
+            Kind::BlockDevice => libc::S_IFBLK,
         }
+    }
+
+    /// The kind st_mode's type bits name.
+    pub fn from_mode(mode: u32) -> Option<Kind> {
+        [Kind::File, Kind::Dir, Kind::Symlink, Kind::Fifo, Kind::Socket, Kind::CharDevice, Kind::BlockDevice]
+            .into_iter()
+            .find(|k| k.type_bits() == mode & libc::S_IFMT)
+    }
+
+    /// Fifos, sockets and device nodes: stored as empty objects, never read or
+    /// written through the mount.
+    pub fn is_special(self) -> bool {
+        matches!(self, Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice)
     }
 }
 
-/// mode, uid, gid and mtime as s3fs stores them (`x-amz-meta-mode` is the decimal
-/// st_mode with its type bits; `x-amz-meta-mtime` is seconds since the epoch), so a
-/// bucket written by either tool reads right in the other. Unset fields fall back to
-/// the mount's defaults and the object's Last-Modified.
+/// mode, uid, gid, times and device number as s3fs stores them (`x-amz-meta-mode` is
+/// the decimal st_mode with its type bits; `x-amz-meta-mtime`, `-ctime` and `-atime`
+/// are seconds since the epoch; `x-amz-meta-rdev` the decimal dev_t), so a bucket
+/// written by either tool reads right in the other. Unset fields fall back to the
+/// mount's defaults and the object's Last-Modified.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Posix {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    /// When the attributes last changed (chmod, chown, utimes, a write).
+    pub ctime: Option<SystemTime>,
+    /// Set only by utimes (reads do not move it: the mount behaves as `noatime`).
+    pub atime: Option<SystemTime>,
+    /// The device number of a device node.
+    pub rdev: Option<u32>,
 }
 
 const MODE: &str = "mode";
 const UID: &str = "uid";
 const GID: &str = "gid";
 const MTIME: &str = "mtime";
+const CTIME: &str = "ctime";
+const ATIME: &str = "atime";
+const RDEV: &str = "rdev";
 
 impl Posix {
     pub fn from_user(user: &UserMeta) -> Self {
         let num = |k: &str| user.get(k).and_then(|v| v.trim().parse::<u32>().ok());
-        Self { mode: num(MODE), uid: num(UID), gid: num(GID), mtime: user.get(MTIME).and_then(|v| parse_time(v)) }
+        let time = |k: &str| user.get(k).and_then(|v| parse_time(v));
+        Self {
+            mode: num(MODE),
+            uid: num(UID),
+            gid: num(GID),
+            mtime: time(MTIME),
+            ctime: time(CTIME),
+            atime: time(ATIME),
+            rdev: num(RDEV),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -53,12 +98,7 @@ impl Posix {
 
     /// The kind the mode names, when it names one we show.
     pub fn kind(&self) -> Option<Kind> {
-        match self.mode? & libc::S_IFMT {
-            libc::S_IFLNK => Some(Kind::Symlink),
-            libc::S_IFDIR => Some(Kind::Dir),
-            libc::S_IFREG => Some(Kind::File),
-            _ => None,
-        }
+        Kind::from_mode(self.mode?)
     }
 
     /// Writes the fields that are set into `user`, keeping its other entries.
@@ -72,6 +112,9 @@ impl Posix {
         set(UID, self.uid.map(|u| u.to_string()));
         set(GID, self.gid.map(|g| g.to_string()));
         set(MTIME, self.mtime.map(format_time));
+        set(CTIME, self.ctime.map(format_time));
+        set(ATIME, self.atime.map(format_time));
+        set(RDEV, self.rdev.map(|r| r.to_string()));
     }
 }
 
@@ -117,13 +160,11 @@ impl Found {
         Self { kind: Kind::Dir, size: 0, mtime, etag: None, posix: None, seen: Instant::now() }
     }
 
-    /// An object as HEAD (or our upload) describes it: a symlink if its mode says so.
+    /// An object as HEAD (or our upload) describes it: a symlink or special file if
+    /// its mode says so (a mode naming a directory on a plain key is a file).
     pub fn object(m: &ObjectMeta) -> Self {
         let posix = m.user.as_ref().map(Posix::from_user);
-        let kind = match posix.and_then(|p| p.kind()) {
-            Some(Kind::Symlink) => Kind::Symlink,
-            _ => Kind::File,
-        };
+        let kind = posix.and_then(|p| p.kind()).filter(|k| *k != Kind::Dir).unwrap_or(Kind::File);
         Self { kind, size: m.size, mtime: m.last_modified, etag: m.etag.clone(), posix, seen: Instant::now() }
     }
 }

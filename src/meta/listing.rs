@@ -51,25 +51,39 @@ pub async fn list_dir(store: &dyn ObjectStore, prefix: &str, dir_mtime: SystemTi
 /// How many HEADs run at once when a listing reads every entry's metadata.
 const HEAD_PARALLELISM: usize = 32;
 
-/// Reads each entry's metadata (mode, owner, mtime; symlinks) with one HEAD per entry,
-/// 32 at a time, as s3fs does on every listing (`--read-metadata-on-list`): listings
-/// then show what chmod, utimes, symlink or s3fs stored, at the cost of the HEADs.
-pub async fn read_metadata(store: &dyn ObjectStore, prefix: &str, entries: &mut [DirEntry]) -> Result<()> {
+/// Reads the metadata (mode, owner, times, kind) of the entries `want` picks with one
+/// HEAD each, 32 at a time, as s3fs does on every listing: listings then show what
+/// chmod, utimes, symlink, mknod or s3fs stored. A directory without a marker object
+/// (an implicit one) is known to carry nothing.
+pub async fn read_metadata(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    entries: &mut [DirEntry],
+    want: impl Fn(&DirEntry) -> bool,
+) -> Result<()> {
     use futures::StreamExt;
-    let keys: Vec<String> = entries
+    let picked: Vec<usize> = (0..entries.len()).filter(|i| want(&entries[*i])).collect();
+    let heads: Vec<_> = picked
         .iter()
-        .map(|e| match e.found.kind {
-            Kind::Dir => format!("{prefix}{}/", e.name),
-            _ => format!("{prefix}{}", e.name),
+        .map(|i| {
+            let e = &entries[*i];
+            let key = match e.found.kind {
+                Kind::Dir => format!("{prefix}{}/", e.name),
+                _ => format!("{prefix}{}", e.name),
+            };
+            async move { store.head(&key).await }
         })
         .collect();
-    let heads: Vec<_> = keys.iter().map(|k| store.head(k)).collect();
     let answers: Vec<_> = futures::stream::iter(heads).buffered(HEAD_PARALLELISM).collect().await;
-    for (e, answer) in entries.iter_mut().zip(answers) {
+    for (i, answer) in picked.into_iter().zip(answers) {
+        let e = &mut entries[i];
         match answer {
-            Ok(m) if e.found.kind == Kind::Dir => e.found.posix = m.user.as_ref().map(Posix::from_user),
-            Ok(m) => e.found = Found::object(&m),
-            Err(BackendError::NotFound) => {} // an implicit directory, or deleted meanwhile
+            Ok(m) if e.found.kind == Kind::Dir => {
+                e.found.posix = Some(m.user.as_ref().map(Posix::from_user).unwrap_or_default())
+            }
+            Ok(m) => e.found = Found { seen: e.found.seen, ..Found::object(&m) },
+            Err(BackendError::NotFound) if e.found.kind == Kind::Dir => e.found.posix = Some(Posix::default()),
+            Err(BackendError::NotFound) => {} // deleted meanwhile: the next lookup finds out
             Err(err) => return Err(err),
         }
     }

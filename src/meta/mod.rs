@@ -25,8 +25,38 @@ pub struct MetaConfig {
     pub listing_capacity: usize,
     /// Objects whose POSIX metadata is remembered (see `PosixCache`).
     pub posix_capacity: usize,
-    /// HEAD every listed entry for its POSIX metadata (see `read_metadata`).
-    pub metadata_on_list: bool,
+    /// Which listed entries are HEADed for their POSIX metadata (see `read_metadata`).
+    pub metadata_on_list: MetadataOnList,
+}
+
+/// When a listing reads its entries' metadata (mode, owner, times, kind), one HEAD
+/// per entry whose version is not already known (`PosixCache`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetadataOnList {
+    /// For directories of at most `AUTO_LIMIT` entries (one LIST page): a remount
+    /// shows what was stored, and large data directories stay one LIST per 1,000.
+    #[default]
+    Auto,
+    /// For every directory, as s3fs does.
+    Always,
+    /// Never: listings show the mount's defaults until an entry is looked up alone.
+    Never,
+}
+
+/// The largest directory (entries) whose listing `MetadataOnList::Auto` completes
+/// with HEADs: what one ListObjectsV2 page holds.
+pub const AUTO_LIMIT: usize = 1000;
+
+impl std::str::FromStr for MetadataOnList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            _ => Err(format!("'{s}': expected auto, always or never")),
+        }
+    }
 }
 
 impl Default for MetaConfig {
@@ -37,7 +67,7 @@ impl Default for MetaConfig {
             negative_capacity: 10_000,
             listing_capacity: 1024,
             posix_capacity: 100_000,
-            metadata_on_list: false,
+            metadata_on_list: MetadataOnList::Auto,
         }
     }
 }
