@@ -718,6 +718,8 @@ mod handles_tests;
 #[cfg(test)]
 mod metadata_tests;
 #[cfg(test)]
+mod posix_tests;
+#[cfg(test)]
 mod rename_tests;
 #[cfg(test)]
 mod tests;
