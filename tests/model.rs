@@ -424,7 +424,7 @@ fn run_model(config: &Path, ops: usize, seed: u64) {
     eprintln!("seed {seed}: {ops} ops, (ok, errno) by kind {kinds:?}; at most {max_shared} fds open on one path");
     same_tree(&m.path, model.path(), &format!("seed {seed} tree at the end"), &history);
     assert_eq!(m.unmount(), Some(0));
-    m = Mounted::start(config, "data", &["--read-metadata-on-list"]);
+    m = Mounted::start(config, "data", &["--metadata-on-list", "always"]);
     same_tree(&m.path, model.path(), &format!("seed {seed} tree after remount"), &history);
 }
 

@@ -23,8 +23,8 @@ fn write_then_verify_after_remount(config: &Path) {
     let m = Mounted::start(config, "data", &[]);
     run("write", &m, work.path());
     assert_eq!(m.unmount(), Some(0));
-    // A fresh mount knows no metadata: listings must read it for tar to see modes.
-    let m = Mounted::start(config, "data", &["--read-metadata-on-list"]);
+    // A fresh mount with default flags: its listings read the stored modes.
+    let m = Mounted::start(config, "data", &[]);
     run("verify", &m, work.path());
 }
 

@@ -21,7 +21,14 @@ impl Mounted {
 
     /// As `start`, with extra environment for the mount process (e.g. RSTORE_FAULTS).
     pub fn start_with_env(config: &Path, store: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_in(config, store, extra, env, None)
+    }
+
+    /// As `start_with_env`, with `cache` as the cache directory (so that a remount finds
+    /// what an earlier mount kept there); `None`: a new one.
+    pub fn start_in(config: &Path, store: &str, extra: &[&str], env: &[(&str, &str)], cache: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let cache = cache.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("cache"));
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).unwrap();
         let log = dir.path().join("mount.log");
@@ -33,7 +40,7 @@ impl Mounted {
             .arg("-f")
             .args(["--log-level", "debug"])
             .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
+            .arg(&cache)
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
