@@ -45,10 +45,8 @@ fn a_tree_unpacked_by_tar_lists_identically_after_a_remount() {
     let cache = work.path().join("cache");
     let m = Mounted::start_in(&config, "data", &[], &[], Some(&cache));
     let tree = m.join("tree");
-    let (code, _, err) = sh(&format!(
-        "set -e; mkdir {t}; tar --same-owner -xpf {w}/src.tar -C {t}",
-        t = tree.display()
-    ));
+    let (code, _, err) =
+        sh(&format!("set -e; mkdir {t}; tar --same-owner -xpf {w}/src.tar -C {t}", t = tree.display()));
     assert_eq!(code, 0, "tar x into the mount: {err}");
     assert_eq!(m.unmount(), Some(0));
 

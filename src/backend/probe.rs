@@ -29,6 +29,16 @@ pub struct Probe {
     /// Milliseconds a DELETE's answer takes after the object is gone (a slow reply
     /// opens the window for requests racing it).
     pub delete_reply_ms: AtomicU64,
+    /// HEAD and LIST show Last-Modified in whole seconds, and writes return the
+    /// client's clock (what the S3 backend reports for a PUT, which returns none), as
+    /// against S3.
+    pub s3_times: AtomicBool,
+}
+
+/// `t` cut to whole seconds, as S3 shows Last-Modified.
+fn whole_seconds(t: std::time::SystemTime) -> std::time::SystemTime {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs())
 }
 
 impl Probe {
@@ -55,7 +65,11 @@ impl ObjectStore for Probe {
                 return Err(fail.1.clone().expect("an error to fail with"));
             }
         }
-        self.inner.head(key).await
+        let mut m = self.inner.head(key).await?;
+        if self.s3_times.load(Ordering::SeqCst) {
+            m.last_modified = whole_seconds(m.last_modified);
+        }
+        Ok(m)
     }
     async fn get_range(&self, key: &str, r: Range<u64>, m: Option<&str>) -> Result<Bytes> {
         self.gets.fetch_add(1, Ordering::SeqCst);
@@ -63,7 +77,11 @@ impl ObjectStore for Probe {
     }
     async fn list_page(&self, p: &str, d: Option<&str>, t: Option<String>, m: Option<i32>) -> Result<ListPage> {
         self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_page(p, d, t, m).await
+        let mut page = self.inner.list_page(p, d, t, m).await?;
+        if self.s3_times.load(Ordering::SeqCst) {
+            page.objects.iter_mut().for_each(|o| o.last_modified = whole_seconds(o.last_modified));
+        }
+        Ok(page)
     }
     async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         self.sent.fetch_add(body.len() as u64, Ordering::SeqCst);

@@ -320,7 +320,9 @@ impl Fs {
             if mode.write {
                 s.writers = s.writers.saturating_sub(1);
             }
-            mode.write && s.writers == 0
+            // A file created through a read-only handle (open(O_CREAT|O_RDONLY), as
+            // `touch`-like programs do) still has to become an object.
+            s.writers == 0 && (mode.write || s.must_put())
         };
         if !last_writer {
             return Ok(());

@@ -171,11 +171,14 @@ impl Fs {
         let default = if kind == Kind::Dir { self.opts.owner.dir_mode } else { self.opts.owner.file_mode };
         let perm = mode & 0o7777;
         let mode = (perm as u16 != default).then_some(kind.type_bits() | perm);
-        Posix { mode, ..Posix::default() }
+        // The times go with the first PUT for the reason `mark_writing` gives.
+        let now = SystemTime::now();
+        Posix { mode, mtime: Some(now), ctime: Some(now), ..Posix::default() }
     }
 
     pub async fn symlink(&self, parent: u64, name: &str, target: &str) -> FsResult<Attr> {
-        let posix = Posix { mode: Some(libc::S_IFLNK | 0o777), mtime: Some(SystemTime::now()), ..Posix::default() };
+        let now = Some(SystemTime::now());
+        let posix = Posix { mode: Some(libc::S_IFLNK | 0o777), mtime: now, ctime: now, ..Posix::default() };
         self.make_node(parent, name, posix, Bytes::copy_from_slice(target.as_bytes())).await
     }
 
@@ -186,9 +189,11 @@ impl Fs {
         let kind =
             Kind::from_mode(mode).filter(|k| k.is_special() || *k == Kind::File).ok_or(FsError::InvalidArgument)?;
         let device = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+        let now = Some(SystemTime::now());
         let posix = Posix {
             mode: Some(mode & (libc::S_IFMT | 0o7777)),
-            mtime: Some(SystemTime::now()),
+            mtime: now,
+            ctime: now,
             rdev: device.then_some(rdev),
             ..Posix::default()
         };

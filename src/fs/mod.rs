@@ -195,10 +195,12 @@ impl Fs {
         };
         // A directory's entries changing here moves its times (kept in memory).
         let mtime = i.touched.or(p.mtime).unwrap_or(i.mtime);
-        // Every change of an object (a write, a chmod's copy onto itself, a rename's
-        // copy) gives it a new Last-Modified: the change time is the latest of that
-        // and what was stored or done here.
-        let ctime = [p.ctime, i.touched, Some(i.mtime)].into_iter().flatten().max().unwrap_or(mtime);
+        // The stored change time (written with every upload and metadata change made
+        // here or by s3fs) or, for objects written without one, the Last-Modified;
+        // a directory's entries changing here moves it too. The Last-Modified is not
+        // compared with a stored ctime: after our own PUT it is the client's clock,
+        // after a HEAD the server's in whole seconds.
+        let ctime = [p.ctime.or(Some(i.mtime)), i.touched].into_iter().flatten().max().unwrap_or(mtime);
         Attr {
             ino: i.ino,
             kind: i.kind,
@@ -510,6 +512,9 @@ impl Fs {
         let mut table = self.inodes.lock().unwrap();
         let ino = table.upsert(parent, name, found);
         table.add_lookup(ino);
+        if let Some(d) = table.get_mut(ino) {
+            d.touched = posix.mtime; // its times are the creation's until an entry changes
+        }
         self.listings.put(ino, Arc::default()); // a new directory is empty: lookups in it cost nothing
         Ok(self.attr_of(table.get(ino).expect("just inserted")))
     }

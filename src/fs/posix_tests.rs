@@ -177,3 +177,47 @@ async fn a_set_group_id_directory_passes_its_group_and_the_bit_to_subdirectories
     let g = fs.mkdir(plain.ino, "g", 0o755).await.unwrap();
     assert_eq!(fs.owned_by(plain.ino, g, 1000, 1000).await.unwrap().gid, 1000);
 }
+
+#[tokio::test]
+async fn a_file_created_through_a_read_only_handle_becomes_an_object() {
+    let (p, fs) = setup();
+    let how = super::file::OpenMode { read: true, ..Default::default() };
+    let (a, opened) = fs.create_with(ROOT, "touched", 0o600, how, PID).await.unwrap();
+    fs.release(opened.fh).await.unwrap();
+    let m = p.inner.head("touched").await.expect("the object exists after the close");
+    assert_eq!((m.size, m.user.unwrap()["mode"].as_str()), (0, "33152"));
+    let b = Fs::new(p.clone(), opts()).lookup(ROOT, "touched").await.unwrap();
+    assert_eq!((b.perm, b.size), (a.perm, 0));
+    fs.setattr(a.ino, SetAttr { mode: Some(0o111), ..SetAttr::default() }).await.expect("chmod after such a close");
+}
+
+#[tokio::test]
+async fn times_shown_do_not_move_when_the_store_is_asked_again() {
+    // PutObject returns no Last-Modified: what this mount showed after its own write
+    // must be what a later HEAD (after the TTL) shows, else "ctime unchanged" breaks.
+    let p = Arc::new(Probe { s3_times: true.into(), ..Probe::default() });
+    let meta = MetaConfig { ttl: Some(Duration::from_millis(50)), ..Default::default() };
+    let fs = Fs::new(p.clone(), FsOptions { meta, ..opts() });
+    let (f, fh) = fs.create(ROOT, "f", 0o644, PID).await.unwrap();
+    fs.write(fh, 0, b"data").await.unwrap();
+    fs.release(fh).await.unwrap();
+    let fifo = fs.mknod(ROOT, "fifo", libc::S_IFIFO | 0o644, 0).await.unwrap();
+    let d = fs.mkdir(ROOT, "d", 0o755).await.unwrap();
+    let before: Vec<Attr> = futures::future::join_all([f.ino, fifo.ino, d.ino].map(|i| fs.getattr(i)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a new second on the server
+    let after: Vec<Attr> = futures::future::join_all([f.ino, fifo.ino, d.ino].map(|i| fs.getattr(i)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((b.mtime, b.ctime), (a.mtime, a.ctime), "{:?}", a.kind);
+    }
+    let other = Fs::new(p.clone(), opts());
+    let seen = other.lookup(ROOT, "f").await.unwrap();
+    assert_eq!((seen.mtime, seen.ctime), (after[0].mtime, after[0].ctime), "another mount shows the same times");
+}

@@ -179,9 +179,10 @@ impl Fs {
     pub(super) fn mark_writing(&self, ino: u64, size: u64) {
         if let Some(i) = self.inodes.lock().unwrap().get_mut(ino) {
             (i.size, i.mtime, i.writing) = (size, SystemTime::now(), true);
-            if i.posix.mtime.is_some() {
-                i.posix.mtime = Some(i.mtime); // a stored mtime must move with the data
-            }
+            // Stored with the data (as s3fs does): the server's Last-Modified has whole
+            // seconds and is not returned by PutObject, so without them the times shown
+            // after the upload would differ from those shown after the next HEAD.
+            (i.posix.mtime, i.posix.ctime) = (Some(i.mtime), Some(i.mtime));
         }
     }
 
