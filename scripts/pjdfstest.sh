@@ -27,6 +27,7 @@ cargo build --release --quiet
 bin=$PWD/target/release/rstore-mount
 
 work=$(mktemp -d)
+chmod 755 "$work" # pjdfstest runs some checks as other users, through this path
 mnt="$work/mnt" s3fs_mnt="$work/s3fs"
 export CLUSTER_DIR="$work/cluster" CLUSTER_PORT="${CLUSTER_PORT:-3960}" CLUSTER_BUCKET=pjd
 cleanup() {
@@ -57,17 +58,19 @@ TOML
 esac
 # allow_other: pjdfstest switches to the 'tests' user for permission checks.
 "$bin" --config "$config" "$store" "$mnt" --allow-other --cache-dir "$work/cache"
-s3fs_dir="$s3fs_mnt/s3fs"
-if [ "$s3fs" = 1 ]; then
+# s3fs is mounted anew for each group (it has been seen to crash during one, which
+# would fail every group after it); each group works in a directory of its own.
+s3fs_passwd="$work/s3fs.passwd"
+s3fs_mount() {
   command -v s3fs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq s3fs >/dev/null
   key=$(sed -n 's/^key = "\(.*\)"/\1/p' "$CLUSTER_DIR/rstore.toml" | head -1)
   secret=$(sed -n 's/^secret = "\(.*\)"/\1/p' "$CLUSTER_DIR/rstore.toml" | head -1)
-  echo "$key:$secret" > "$work/s3fs.passwd" && chmod 600 "$work/s3fs.passwd"
-  s3fs pjd "$s3fs_mnt" -o passwd_file="$work/s3fs.passwd" -o url="http://127.0.0.1:$CLUSTER_PORT" \
+  echo "$key:$secret" > "$s3fs_passwd" && chmod 600 "$s3fs_passwd"
+  s3fs pjd "$s3fs_mnt" -o passwd_file="$s3fs_passwd" -o url="http://127.0.0.1:$CLUSTER_PORT" \
     -o use_path_request_style -o endpoint=us-east-1 -o allow_other -o mp_umask=0 ||
     { echo "s3fs could not mount" >&2; exit 1; }
-  mkdir "$s3fs_dir"
-fi
+}
+s3fs_unmount() { umount "$s3fs_mnt" 2>/dev/null || umount -l "$s3fs_mnt" 2>/dev/null || true; }
 
 # One group on one mount point: "passed failed skipped".
 run_group() {
@@ -91,7 +94,10 @@ fi
 for g in "${groups[@]}"; do
   read -r passed failed skipped <<<"$(run_group "$mnt" "$g")"
   if [ "$s3fs" = 1 ]; then
-    read -r s_passed s_failed _ <<<"$(run_group "$s3fs_dir" "$g")"
+    s3fs_mount
+    mkdir -p "$s3fs_mnt/s3fs-$g"
+    read -r s_passed s_failed _ <<<"$(run_group "$s3fs_mnt/s3fs-$g" "$g")"
+    s3fs_unmount
     shown=aborts
     [ "$s_passed" != "?" ] && shown="$s_passed/$((s_passed + s_failed))"
     printf '%-16s %7s %7s %8s %12s\n' "$g" "$passed" "$failed" "$skipped" "$shown"
