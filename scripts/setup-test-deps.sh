@@ -16,6 +16,8 @@ for prog in sqlite3 rsync git tar sed; do
 done
 command -v vim >/dev/null || need_apt+=(vim-nox)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# s3fs-fuse: the peer whose headers our special files and times share (tests/remount_metadata.rs).
+command -v s3fs >/dev/null || need_apt+=(s3fs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root or: sudo apt-get install -y ${need_apt[*]})" >&2

@@ -55,6 +55,9 @@ impl Fs {
     /// Shows `p` at once and stores it: now, or with the pending upload.
     async fn set_posix(&self, i: &Inode, p: Posix) -> FsResult<()> {
         if let Some(cur) = self.inodes.lock().unwrap().get_mut(i.ino) {
+            if p.mtime != cur.posix.mtime {
+                cur.touched = None; // utimes on a directory sets its mtime from now on
+            }
             cur.posix = p;
             self.listings.upsert(cur.parent, &cur.name, cur.found());
         }

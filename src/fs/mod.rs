@@ -338,7 +338,9 @@ impl Fs {
             tokio::join!(self.store.head(path), self.store.list_page(&dir_prefix, Some("/"), None, Some(1)));
         let list = list?;
         if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            return Ok(Some(Found::dir(self.mount_time)));
+            // A marker object (`path/`, listed first) carries the directory's metadata.
+            let marker = list.objects.first().is_some_and(|o| o.key == dir_prefix);
+            return Ok(Some(self.dir_found(path, marker).await?));
         }
         match head {
             Ok(m) => {
@@ -348,6 +350,33 @@ impl Fs {
             Err(BackendError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What a lookup found of directory `path`: with the metadata its marker stores
+    /// (known, or read by a HEAD) unless `--metadata-on-list never`; an implicit
+    /// directory (no marker) stores none.
+    async fn dir_found(&self, path: &str, marker: bool) -> FsResult<Found> {
+        let mut found = Found::dir(self.mount_time);
+        if !marker {
+            found.posix = Some(Posix::default());
+            return Ok(found);
+        }
+        let key = format!("{path}/");
+        if let Some(p) = self.known.get(&key, Some(DIR_VERSION), None) {
+            found.posix = Some(p);
+            return Ok(found);
+        }
+        if self.opts.meta.metadata_on_list == MetadataOnList::Never {
+            return Ok(found);
+        }
+        let (prefix, name) = match path.rsplit_once('/') {
+            Some((parent, name)) => (format!("{parent}/"), name),
+            None => (String::new(), path),
+        };
+        let mut one = [DirEntry { name: name.to_string(), found }];
+        self.head_unknown(&prefix, &mut one).await?;
+        let [e] = one;
+        Ok(e.found)
     }
 
     /// A directory whose listing expired is listed again rather than probed name by

@@ -221,3 +221,21 @@ async fn times_shown_do_not_move_when_the_store_is_asked_again() {
     let seen = other.lookup(ROOT, "f").await.unwrap();
     assert_eq!((seen.mtime, seen.ctime), (after[0].mtime, after[0].ctime), "another mount shows the same times");
 }
+
+#[tokio::test]
+async fn a_directory_looked_up_alone_shows_what_its_marker_stores() {
+    let (p, fs) = setup();
+    let d = fs.mkdir(ROOT, "private", 0o700).await.unwrap();
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    fs.setattr(d.ino, SetAttr { mtime: Some(old), ..SetAttr::default() }).await.unwrap();
+    let (_, fh) = fs.create(d.ino, "f", 0o644, PID).await.unwrap();
+    fs.release(fh).await.unwrap();
+    put(&p, "implicit/x", b"1").await;
+    let fresh = Fs::new(p.clone(), opts());
+    let a = fresh.lookup(ROOT, "private").await.unwrap();
+    // (The create moved the mtime this mount shows; that is kept in memory only.)
+    assert_eq!((a.perm, a.mtime), (0o700, old), "the stored mode and mtime");
+    assert_eq!(fresh.lookup(ROOT, "implicit").await.unwrap().perm, 0o755, "no marker: the default");
+    let u = fs.setattr(d.ino, SetAttr { mtime: Some(old), ..SetAttr::default() }).await.unwrap();
+    assert_eq!(u.mtime, old, "utimes on a directory wins over its entries' changes");
+}
