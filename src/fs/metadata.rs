@@ -20,6 +20,13 @@ impl Fs {
                 self.mark_written(fh).await;
             }
         }
+        if set.mtime.is_some() {
+            // utimes on a directory sets its mtime from now on, over the time its
+            // entries last changed here.
+            if let Some(cur) = self.inodes.lock().unwrap().get_mut(ino) {
+                cur.touched = None;
+            }
+        }
         let i = self.inode(ino)?;
         let cur = self.attr_of(&i);
         let mut p = i.posix;
@@ -55,9 +62,6 @@ impl Fs {
     /// Shows `p` at once and stores it: now, or with the pending upload.
     async fn set_posix(&self, i: &Inode, p: Posix) -> FsResult<()> {
         if let Some(cur) = self.inodes.lock().unwrap().get_mut(i.ino) {
-            if p.mtime != cur.posix.mtime {
-                cur.touched = None; // utimes on a directory sets its mtime from now on
-            }
             cur.posix = p;
             self.listings.upsert(cur.parent, &cur.name, cur.found());
         }
