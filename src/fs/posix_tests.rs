@@ -239,3 +239,14 @@ async fn a_directory_looked_up_alone_shows_what_its_marker_stores() {
     let u = fs.setattr(d.ino, SetAttr { mtime: Some(old), ..SetAttr::default() }).await.unwrap();
     assert_eq!(u.mtime, old, "utimes on a directory wins over its entries' changes");
 }
+
+#[tokio::test]
+async fn a_failing_metadata_head_never_fails_the_listing() {
+    let (p, fs) = setup();
+    put(&p, "d/marker-less/x", b"1").await;
+    put(&p, "d/f", b"1").await;
+    let d = fs.lookup(ROOT, "d").await.unwrap().ino;
+    *p.fail_heads.lock().unwrap() = (10, Some(crate::backend::BackendError::Other("server says 500".into())));
+    let names: Vec<String> = ls_l(&fs, d).await.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["f", "marker-less"], "listed, with defaults");
+}

@@ -54,7 +54,9 @@ const HEAD_PARALLELISM: usize = 32;
 /// Reads the metadata (mode, owner, times, kind) of the entries `want` picks with one
 /// HEAD each, 32 at a time, as s3fs does on every listing: listings then show what
 /// chmod, utimes, symlink, mknod or s3fs stored. A directory without a marker object
-/// (an implicit one) is known to carry nothing.
+/// (an implicit one) is known to carry nothing. A HEAD that fails (after the store's
+/// retries) leaves its entry as listed, with the defaults: metadata never makes a
+/// listing fail (some servers answer a HEAD of `dir/` with an error, not 404).
 pub async fn read_metadata(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -84,7 +86,7 @@ pub async fn read_metadata(
             Ok(m) => e.found = Found { seen: e.found.seen, ..Found::object(&m) },
             Err(BackendError::NotFound) if e.found.kind == Kind::Dir => e.found.posix = Some(Posix::default()),
             Err(BackendError::NotFound) => {} // deleted meanwhile: the next lookup finds out
-            Err(err) => return Err(err),
+            Err(err) => tracing::debug!(name = %e.name, error = %err, "metadata not read; the entry shows defaults"),
         }
     }
     Ok(())
