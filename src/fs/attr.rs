@@ -19,6 +19,9 @@ pub struct Attr {
     pub gid: u32,
     /// The device number of a device node (0 for everything else).
     pub rdev: u32,
+    /// Names the entry has: 2 for a directory, 1 for anything else, 0 for a file
+    /// unlinked while open (fstat of its descriptor).
+    pub nlink: u32,
 }
 
 /// Ownership and permission defaults for objects that carry none.

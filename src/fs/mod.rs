@@ -212,6 +212,7 @@ impl Fs {
             uid: p.uid.unwrap_or(o.uid),
             gid: p.gid.unwrap_or(o.gid),
             rdev: if i.kind.is_special() { p.rdev.unwrap_or(0) } else { 0 },
+            nlink: if i.kind == Kind::Dir { 2 } else { 1 },
         }
     }
 
@@ -497,7 +498,10 @@ impl Fs {
             let orphan = ino != inode::ROOT_INO && table.child(i.parent, &i.name).map(|c| c.ino) != Some(ino);
             (i, orphan)
         };
-        let fresh = i.kind == Kind::Dir || i.writing || orphan || self.opts.meta.fresh(i.validated);
+        if orphan {
+            return Ok(Attr { nlink: 0, ..self.attr_of(&i) });
+        }
+        let fresh = i.kind == Kind::Dir || i.writing || self.opts.meta.fresh(i.validated);
         self.metrics.cache("attr", fresh);
         if fresh {
             return Ok(self.attr_of(&i));

@@ -250,3 +250,14 @@ async fn a_failing_metadata_head_never_fails_the_listing() {
     let names: Vec<String> = ls_l(&fs, d).await.into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["f", "marker-less"], "listed, with defaults");
 }
+
+#[tokio::test]
+async fn a_file_unlinked_while_open_has_no_links() {
+    let (_p, fs) = setup();
+    let (a, fh) = fs.create(ROOT, "gone", 0o644, PID).await.unwrap();
+    assert_eq!(fs.getattr(a.ino).await.unwrap().nlink, 1);
+    fs.unlink(ROOT, "gone").await.unwrap();
+    fs.write(fh, 0, b"still writable").await.unwrap();
+    assert_eq!(fs.getattr(a.ino).await.unwrap().nlink, 0, "fstat of the open descriptor");
+    fs.release(fh).await.unwrap();
+}
