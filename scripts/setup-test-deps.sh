@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (idempotent):
 # fuse3 for real mounts, the programs the POSIX scenarios run, a Python venv with moto
-# (S3 server) and remote-store, and Garage (the 3-node cluster of tests/cluster.rs).
+# (S3 server) and remote-store with its azure extra, Azurite (npm), and Garage (the 3-node cluster of tests/cluster.rs).
 # Prints, last, RSTORE_TEST_VENV=<venv> and RSTORE_TOOLS_BIN=<dir with garage>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,20 @@ if [ "$(cat "$venv/.ready" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/test-requirements.txt
   echo "$want" > "$venv/.ready"
 fi
+# npm packages, pinned: Azurite (Microsoft's Azure Storage emulator) for the azure
+# tests, http-server (serves files with Range, ETag, Last-Modified) for the http tests.
+node_dir="${RSTORE_TEST_NODE:-$PWD/target/test-node}"
+node_pkgs="azurite@3.35.0 http-server@14.1.1"
+if [ "$(cat "$node_dir/.ready" 2>/dev/null)" != "$node_pkgs" ]; then
+  if ! command -v npm >/dev/null; then
+    [ "$(id -u)" -eq 0 ] || { echo "npm is missing (sudo apt-get install -y npm)" >&2; exit 1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  mkdir -p "$node_dir"
+  # shellcheck disable=SC2086
+  npm install --prefix "$node_dir" --no-audit --no-fund --silent $node_pkgs >&2
+  echo "$node_pkgs" > "$node_dir/.ready"
+fi
 # Garage has no Debian package: built once from crates.io (about 10 minutes on 2 cores)
 # into a cache directory that later runs, and CI runs on the same machine, reuse.
 garage_version=2.5.0
@@ -50,4 +64,5 @@ if ! "$tools/bin/garage" --version 2>/dev/null | grep -Eq "[v:]$garage_version( 
 fi
 
 echo "RSTORE_TEST_VENV=$venv"
+echo "RSTORE_TEST_NODE=$node_dir"
 echo "RSTORE_TOOLS_BIN=$tools/bin"

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{self, BackendError, DynStore};
-use crate::config::ResolvedStore;
+use crate::config::{BackendKind, ResolvedStore};
 use crate::data::{MemoryBudget, StagingArea};
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::FuseAdapter;
@@ -94,8 +94,18 @@ pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) ->
     let backend = backend::open(store, request_timeout).await.map_err(|e| format!("{what}: {e}"))?;
     backend.check().await.map_err(|e| {
         let why = match e {
-            BackendError::NoSuchBucket(m) => format!("bucket missing: {m}"),
-            BackendError::AccessDenied(m) => format!("access denied ({m}); check key and secret"),
+            BackendError::NoSuchBucket(m) => match &store.backend.kind {
+                BackendKind::Azure(o) => format!("container '{}' not found", o.container),
+                BackendKind::Http(_) => m,
+                _ => format!("bucket missing: {m}"),
+            },
+            BackendError::AccessDenied(m) => match &store.backend.kind {
+                BackendKind::Azure(_) => {
+                    format!("access denied ({m}); check account_key, sas_token or connection_string")
+                }
+                BackendKind::Http(_) => format!("access denied ({m}); check the headers option"),
+                _ => format!("access denied ({m}); check key and secret"),
+            },
             BackendError::NotFound => "not found".into(),
             BackendError::Throttled(m) => format!("throttled by the server: {m}"),
             BackendError::Transient(m) => format!("server unreachable: {m}"),
@@ -200,12 +210,15 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let stores = rt.block_on(open_all(&req.targets, req.settings.request_timeout))?;
-    let conditional = match req.opts.read_only {
-        true => vec![false; stores.len()],
-        false => rt.block_on(futures::future::join_all(
-            req.targets.iter().zip(&stores).map(|(t, s)| probe_conditions(&t.store.name, s)),
-        )),
-    };
+    // An http store is read-only whatever the flags say.
+    let read_only = |t: &Target| req.opts.read_only || t.store.backend.kind.is_read_only();
+    let conditional =
+        rt.block_on(futures::future::join_all(req.targets.iter().zip(&stores).map(|(t, s)| async move {
+            match read_only(t) {
+                true => false,
+                false => probe_conditions(&t.store.name, s).await,
+            }
+        })));
     check_cache_dir(&req.opts.staging.dir)?;
     // One budget and one staging area for every store of the process.
     let budget = MemoryBudget::new(match req.opts.max_memory {
@@ -226,12 +239,18 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
     let mut mounts = Vec::new();
     for ((t, store), conditional_writes) in req.targets.iter().zip(stores).zip(conditional) {
         let known_file = t.store.identity().map(|id| (known_file_path(&req.opts.staging.dir, &t.store.name), id));
-        let opts = FsOptions { store_name: t.store.name.clone(), conditional_writes, known_file, ..req.opts.clone() };
+        let opts = FsOptions {
+            store_name: t.store.name.clone(),
+            conditional_writes,
+            known_file,
+            read_only: read_only(t),
+            ..req.opts.clone()
+        };
+        let config = fuse_config(&t.store.name, &opts, &req.settings);
         let fs = Arc::new(Fs::sharing(store, opts, budget.clone(), staging.clone()));
         let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl, req.settings.drain_timeout);
         // Resolved before mounting: afterwards a stat of it would wait on this very session.
         let resolved = std::fs::canonicalize(&t.mountpoint).unwrap_or_else(|_| t.mountpoint.clone());
-        let config = fuse_config(&t.store.name, &req.opts, &req.settings);
         // On failure the mounts made so far are dropped, which unmounts them: all or nothing.
         let session = fuser::Session::new(adapter, &t.mountpoint, &config).map_err(|e| {
             let shown = t.mountpoint.display();

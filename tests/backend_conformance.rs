@@ -1,5 +1,6 @@
-//! One suite of object-store behaviour, run against memory, local and two real S3
-//! servers over HTTP (s3s-fs in-process, moto).
+//! One suite of object-store behaviour, run against memory, local, two real S3 servers
+//! over HTTP (s3s-fs in-process, moto), and Azurite; and the read-only http store
+//! against a real HTTP server.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::{MotoServer, S3sServer};
 use rstore_mount::backend::{
     list_all, BackendError, DynStore, LocalStore, MemoryStore, ObjectStore, PartSource, Prefixed, UserMeta,
 };
-use rstore_mount::config::{AddressingStyle, S3Options, Secret};
+use rstore_mount::config::{AddressingStyle, AzureOptions, HttpOptions, S3Options, Secret};
 
 /// What a server cannot do (documented quirks), so the suite skips only those checks.
 #[derive(Clone, Copy)]
@@ -249,5 +250,91 @@ fn s3_errors_are_classified() {
         o.endpoint_url = Some(format!("http://127.0.0.1:{}", common::free_port()));
         let down = rstore_mount::backend::S3Store::new(&o).await.unwrap();
         assert!(matches!(down.check().await.unwrap_err(), BackendError::Transient(_)));
+    });
+}
+
+fn azure_store(server: &common::azurite::Azurite, container: &str) -> DynStore {
+    let o = AzureOptions {
+        container: container.into(),
+        account_url: Some(server.url.clone()),
+        account_key: Some(Secret::new(common::azurite::KEY)),
+        ..AzureOptions::default()
+    };
+    Arc::new(rstore_mount::backend::AzureStore::new(&o).unwrap())
+}
+
+#[test]
+fn azurite_conforms() {
+    let server = common::azurite::Azurite::start(&["ctr"]);
+    common::rt().block_on(async {
+        let s = azure_store(&server, "ctr");
+        conformance(s.clone(), FULL).await;
+        // Azure enforces If-Match / If-None-Match on writes, and says so to the probe.
+        assert!(rstore_mount::backend::enforces_conditions(&*s).await.unwrap());
+        // Unlike S3, a listing carries each blob's metadata.
+        let user: UserMeta = [("mode", "33261")].map(|(k, v)| (k.into(), v.into())).into();
+        s.put_with("listed/x", Bytes::from_static(b"x"), &user).await.unwrap();
+        let page = s.list_page("listed/", Some("/"), None, None).await.unwrap();
+        assert_eq!(page.objects[0].user.as_ref(), Some(&user));
+        // A directory marker is Azure's folder blob (`hdi_isfolder`), seen by other tools.
+        s.put("folder/", Bytes::new()).await.unwrap();
+        let meta = server.python("print(svc.get_blob_client('ctr', 'folder').get_blob_properties().metadata)");
+        assert!(meta.contains("hdi_isfolder"), "{meta}");
+        assert_eq!(s.head("folder").await.unwrap_err(), BackendError::NotFound, "a folder is not a file");
+        let own = s.list_page("folder/", Some("/"), None, Some(1)).await.unwrap();
+        assert_eq!(own.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["folder/"], "its own marker");
+    });
+}
+
+#[test]
+fn azure_errors_name_the_cause() {
+    let server = common::azurite::Azurite::start(&["ctr"]);
+    common::rt().block_on(async {
+        let missing = azure_store(&server, "no-such-container");
+        assert!(matches!(missing.check().await, Err(BackendError::NoSuchBucket(_))));
+        let o = AzureOptions {
+            container: "ctr".into(),
+            account_url: Some(server.url.clone()),
+            account_key: Some(Secret::new("d3JvbmcK")),
+            ..AzureOptions::default()
+        };
+        let wrong = rstore_mount::backend::AzureStore::new(&o).unwrap();
+        assert!(matches!(wrong.check().await, Err(BackendError::AccessDenied(_))), "{:?}", wrong.check().await);
+    });
+}
+
+#[test]
+fn http_store_reads_and_refuses_writes() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("a/b")).unwrap();
+    let body = common::pattern(300_000, 4);
+    std::fs::write(root.path().join("a/b/data.bin"), &body).unwrap();
+    let server = common::http_server::HttpServer::start(root.path());
+    let o = HttpOptions {
+        base_url: server.url.clone(),
+        headers: Default::default(),
+        timeout: 10.0,
+        verify_ssl: true,
+        max_redirects: 5,
+    };
+    common::rt().block_on(async {
+        let s: DynStore = Arc::new(rstore_mount::backend::HttpStore::new(&o).unwrap());
+        s.check().await.unwrap();
+        let head = s.head("a/b/data.bin").await.unwrap();
+        assert_eq!(head.size, 300_000);
+        assert_eq!(s.get_range("a/b/data.bin", 0..300_000, None).await.unwrap(), &body[..]);
+        assert_eq!(s.get_range("a/b/data.bin", 1000..1010, head.etag.as_deref()).await.unwrap(), &body[1000..1010]);
+        assert_eq!(s.get_range("a/b/data.bin", 299_990..400_000, None).await.unwrap(), &body[299_990..]);
+        assert_eq!(s.head("a/b/missing").await.unwrap_err(), BackendError::NotFound);
+        // A directory (redirected to its index page) is not a file, and lists its own marker.
+        assert_eq!(s.head("a").await.unwrap_err(), BackendError::NotFound);
+        let own = s.list_page("a/", Some("/"), None, Some(1)).await.unwrap();
+        assert_eq!(own.objects.len(), 1);
+        assert!(s.list_page("a/b/data.bin/", Some("/"), None, Some(1)).await.unwrap().objects.is_empty());
+        assert!(matches!(s.put("x", Bytes::from_static(b"x")).await, Err(BackendError::Unsupported(_))));
+        assert!(matches!(s.delete("a/b/data.bin").await, Err(BackendError::Unsupported(_))));
+        let gone = HttpOptions { base_url: format!("{}no-such-dir/", server.url), ..o.clone() };
+        let gone = rstore_mount::backend::HttpStore::new(&gone).unwrap();
+        assert!(matches!(gone.check().await, Err(BackendError::NoSuchBucket(_))));
     });
 }

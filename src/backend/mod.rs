@@ -3,10 +3,12 @@
 //! Keys are `/`-separated strings relative to the store root; the fs layer never sees
 //! bucket names or SDK types.
 
+mod azure;
 mod buffers;
 pub use buffers::BufferPool;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+mod http;
 mod local;
 mod memory;
 mod metered;
@@ -26,6 +28,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use azure::AzureStore;
+pub use http::HttpStore;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use metered::Metered;
@@ -215,6 +219,8 @@ pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::resu
         BackendKind::Memory => Arc::new(MemoryStore::new()),
         BackendKind::Local { root } => Arc::new(LocalStore::new(root)?),
         BackendKind::S3(opts) => Arc::new(S3Store::new(opts).await?),
+        BackendKind::Azure(opts) => Arc::new(AzureStore::new(opts)?),
+        BackendKind::Http(opts) => Arc::new(HttpStore::new(opts)?),
     };
     let scoped = if store.root_path.is_empty() { inner } else { Arc::new(Prefixed::new(inner, &store.root_path)) };
     #[cfg(feature = "fault-injection")]

@@ -1,6 +1,8 @@
 //! The remote-store registry config: `[backends.*]` and `[stores.*]`, read unchanged
 //! from TOML, YAML or `pyproject.toml`, with `${VAR}` interpolation.
 
+mod azure;
+mod http;
 mod interpolate;
 mod options;
 mod secret;
@@ -12,12 +14,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use azure::AzureOptions;
+pub use http::HttpOptions;
 pub use interpolate::{expand, interpolate, Lookup};
 pub use options::{PutHeaders, RetryConfig};
 pub use secret::Secret;
 pub use source::{locate, read_tree};
 
-pub const SUPPORTED_TYPES: &str = "s3, s3-pyarrow, local, memory";
+pub const SUPPORTED_TYPES: &str = "s3, s3-pyarrow, local, memory, azure, http";
 const TOP_LEVEL_KEYS: &[&str] = &["backends", "stores"];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,8 +60,21 @@ pub struct S3Options {
 #[derive(Clone, Debug)]
 pub enum BackendKind {
     S3(Box<S3Options>),
-    Local { root: PathBuf },
+    Local {
+        root: PathBuf,
+    },
     Memory,
+    /// Azure Blob Storage (remote-store's `azure`).
+    Azure(Box<AzureOptions>),
+    /// A read-only file tree over HTTP(S) (remote-store's `http`).
+    Http(Box<HttpOptions>),
+}
+
+impl BackendKind {
+    /// Whether the type can only be read (http): its mounts are read-only (EROFS).
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, BackendKind::Http(_))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +134,14 @@ impl ResolvedStore {
             ),
             BackendKind::Local { root } => format!("store '{}' (local {})", self.name, root.display()),
             BackendKind::Memory => format!("store '{}' (memory)", self.name),
+            BackendKind::Azure(o) => format!(
+                "store '{}' (backend '{}', container '{}' at {})",
+                self.name,
+                self.backend.name,
+                o.container,
+                o.endpoint()
+            ),
+            BackendKind::Http(o) => format!("store '{}' (backend '{}', {})", self.name, self.backend.name, o.base_url),
         }
     }
 
@@ -128,6 +153,8 @@ impl ResolvedStore {
             BackendKind::S3(o) => format!("s3://{} at {}", o.bucket, o.endpoint_url.as_deref().unwrap_or("AWS")),
             BackendKind::Local { root } => format!("local {}", root.display()),
             BackendKind::Memory => return None,
+            BackendKind::Azure(o) => format!("azure container {} at {}", o.container, o.endpoint()),
+            BackendKind::Http(o) => format!("http {}", o.base_url),
         };
         Some(format!("{at}, root '{}'", self.root_path))
     }
@@ -138,6 +165,8 @@ impl ResolvedStore {
             BackendKind::S3(o) => format!("s3://{}", o.bucket),
             BackendKind::Local { root } => root.display().to_string(),
             BackendKind::Memory => "memory".into(),
+            BackendKind::Azure(o) => format!("azure://{}", o.container),
+            BackendKind::Http(o) => o.base_url.clone(),
         }
     }
 }
@@ -282,7 +311,7 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
     };
     let opath = format!("{path}.options");
     let has_retry = t.get("retry").is_some_and(|r| !r.is_null());
-    if matches!(type_name.as_str(), "s3" | "s3-pyarrow" | "local" | "memory") {
+    if matches!(type_name.as_str(), "s3" | "s3-pyarrow" | "local" | "memory" | "azure" | "http") {
         options::check_known(name, &type_name, opts, has_retry)?;
     }
     let mut retry = options::parse_retry(t.get("retry"), &format!("{path}.retry"))?;
@@ -299,6 +328,8 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
             BackendKind::Local { root: PathBuf::from(root) }
         }
         "memory" => BackendKind::Memory,
+        "azure" => BackendKind::Azure(Box::new(azure::parse(opts, &opath)?)),
+        "http" => BackendKind::Http(Box::new(http::parse(opts, &opath)?)),
         "sql-query" => {
             return Err(format!(
                 "backend '{name}' has type 'sql-query': a query materialiser, not a file store, so it cannot be mounted"

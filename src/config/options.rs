@@ -9,7 +9,7 @@ use super::Secret;
 
 /// The option keys each backend type's constructor takes (remote-store 0.33:
 /// `S3Backend.__init__`, `S3PyArrowBackend.__init__`, `LocalBackend.__init__`,
-/// `MemoryBackend.__init__`). `retry` is a constructor argument too: the local and
+/// `MemoryBackend.__init__`, `AzureBackend.__init__`, `ReadOnlyHttpBackend.__init__`). `retry` is a constructor argument too: the local and
 /// memory constructors do not take it.
 fn known_options(type_name: &str) -> &'static [&'static str] {
     match type_name {
@@ -24,6 +24,20 @@ fn known_options(type_name: &str) -> &'static [&'static str] {
             "reject_write_under_file_ancestor",
         ],
         "local" => &["root"],
+        "azure" => &[
+            "container",
+            "hns",
+            "account_name",
+            "account_url",
+            "account_key",
+            "sas_token",
+            "connection_string",
+            "credential",
+            "client_options",
+            "max_concurrency",
+            "reject_write_under_file_ancestor",
+        ],
+        "http" => &["base_url", "headers", "timeout", "http_client", "verify_ssl", "max_redirects"],
         _ => &[],
     }
 }
@@ -38,7 +52,7 @@ pub fn check_known(name: &str, type_name: &str, opts: &Map<String, Value>, has_r
             "backend '{name}' (type '{type_name}'): unknown option '{k}' (remote-store: invalid options; this type takes: {takes})"
         ));
     }
-    if has_retry && !matches!(type_name, "s3" | "s3-pyarrow") {
+    if has_retry && !matches!(type_name, "s3" | "s3-pyarrow" | "azure" | "http") {
         return Err(format!(
             "backend '{name}' (type '{type_name}'): remote-store's {type_name} backend takes no retry table"
         ));

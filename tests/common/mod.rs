@@ -2,7 +2,9 @@
 //! unmounts, and a raw S3 client to check what the mount did.
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod cluster;
+pub mod http_server;
 pub mod moto;
 pub mod mount;
 pub mod python;
