@@ -4,8 +4,10 @@
 //! As in remote-store's `ReadOnlyHttpBackend`: a file is found by HEAD of
 //! `base_url + key` (falling back to a one-byte ranged GET where HEAD is refused with
 //! 401/403), read with ranged GETs, and nothing can be listed or written. HTTP has no
-//! listing, so a directory is any path that is not a file: it lists as empty, and the
-//! files under it open by name (`cat mnt/a/b.csv` works; `ls mnt/a` shows nothing).
+//! listing: a directory is a path `dir/` the server answers with 2xx (an index page),
+//! it lists as empty, and the files under it open by name (`cat mnt/a/b.csv` works;
+//! `ls mnt/a` shows nothing). A server that answers 404 for directories hides what is
+//! under them: mount that directory itself as `base_url`.
 //! Every write is refused: the mount of an http store is read-only (EROFS).
 
 use std::ops::Range;
@@ -133,7 +135,7 @@ impl ObjectStore for HttpStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        // A directory marker: every path that is not a file is a directory (see above).
+        // A directory's marker, once its index page answered (see `list_page`).
         if key.is_empty() || key.ends_with('/') {
             return Ok(ObjectMeta {
                 key: key.into(),
@@ -189,8 +191,9 @@ impl ObjectStore for HttpStore {
         Ok(body.slice(start..end))
     }
 
-    /// HTTP lists nothing. A prefix `dir/` whose name is not a file answers with its own
-    /// marker, so the directory exists and the files under it can be opened by name.
+    /// HTTP lists nothing. A prefix `dir/` that the server answers (an index page, as
+    /// nginx, Apache, `python -m http.server` and http-server serve) lists its own
+    /// marker, so the directory exists and the files under it open by name.
     async fn list_page(
         &self,
         prefix: &str,
@@ -201,12 +204,17 @@ impl ObjectStore for HttpStore {
         let Some(name) = prefix.strip_suffix('/').filter(|n| !n.is_empty() && token.is_none()) else {
             return Ok(ListPage::default());
         };
+        // Some servers answer `file/` with the file itself: a file is never a directory.
         match self.head(name).await {
-            Ok(_) => Ok(ListPage::default()),
-            Err(BackendError::NotFound) => {
-                Ok(ListPage { objects: vec![self.head(prefix).await?], ..ListPage::default() })
-            }
-            Err(e) => Err(e),
+            Ok(_) => return Ok(ListPage::default()),
+            Err(BackendError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let r = self.head_response(prefix).await?;
+        match r.status() {
+            s if s.is_success() => Ok(ListPage { objects: vec![self.head(prefix).await?], ..ListPage::default() }),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(ListPage::default()),
+            s => Err(status_error(s, r.url().as_str())),
         }
     }
 
