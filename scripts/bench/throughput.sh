@@ -3,6 +3,8 @@
 # rclone mount and (when its binary is found) mountpoint-s3, against one Garage server on
 # loopback, beside a raw aws-sdk-s3 client doing parallel ranged GETs / a multipart PUT
 # (the ceiling).
+# Then the azure rows (scripts/bench/azure.sh: Azurite, against a raw client of the same
+# crate); AZURE=0 skips them.
 #   scripts/bench/throughput.sh        # RUNS=3 SIZE=1G CLIENTS="rstore s3fs rclone [mountpoint]"
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -102,3 +104,7 @@ echo
 echo "server CPU seconds (median per run): $(for k in "${!CPU[@]}"; do printf '%s=%s ' "$k" "${CPU[$k]}"; done)"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, Linux $(uname -r); server: $(garage --version 2>/dev/null | head -1); $RUNS runs, medians; read 4 = 4 files of $SIZE at once, rstore with --max-memory 256M"
 for c in $CLIENTS; do echo "$(label "$c"): $(client_version "$c")"; done
+if [ "${AZURE:-1}" != 0 ]; then
+  stop_garage
+  RUNS=$RUNS SIZE=$SIZE "$(dirname "$0")/azure.sh"
+fi
