@@ -96,7 +96,9 @@ async fn main() {
             parallel(num(conc) as usize, jobs.collect()).await;
             size
         }
-        ["size", name] => c.blob_client(*name).get_properties().await.map(|p| p.blob.properties.content_length).unwrap_or(0),
+        ["size", name] => {
+            c.blob_client(*name).get_properties().await.map(|p| p.blob.properties.content_length).unwrap_or(0)
+        }
         other => panic!("unknown operation {other:?}; see the header of benches/raw_azure.rs"),
     };
     println!("{:.3} {bytes}", start.elapsed().as_secs_f64());
