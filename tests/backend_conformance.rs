@@ -338,3 +338,35 @@ fn http_store_reads_and_refuses_writes() {
         assert!(matches!(gone.check().await, Err(BackendError::NoSuchBucket(_))));
     });
 }
+
+/// The other two ways remote-store configs sign: a SAS token (copies then carry it on
+/// the source URL) and a connection string.
+#[test]
+fn azurite_conforms_with_a_sas_token_and_with_a_connection_string() {
+    let server = common::azurite::Azurite::start(&["sastest", "cstest"]);
+    let sas = server.python(&format!(
+        "from azure.storage.blob import generate_container_sas, ContainerSasPermissions\n\
+         from datetime import datetime, timedelta, timezone\n\
+         print(generate_container_sas({:?}, 'sastest', account_key={:?}, permission=ContainerSasPermissions(read=True, \
+         write=True, delete=True, list=True, add=True, create=True), expiry=datetime.now(timezone.utc) + timedelta(hours=1)))",
+        common::azurite::ACCOUNT,
+        common::azurite::KEY
+    ));
+    let with_sas = AzureOptions {
+        container: "sastest".into(),
+        account_url: Some(server.url.clone()),
+        sas_token: Some(Secret::new(sas.trim())),
+        ..AzureOptions::default()
+    };
+    let with_cs = AzureOptions {
+        container: "cstest".into(),
+        connection_string: Some(Secret::new(server.connection_string())),
+        ..AzureOptions::default()
+    };
+    common::rt().block_on(async {
+        for o in [with_sas, with_cs] {
+            let s: DynStore = Arc::new(rstore_mount::backend::AzureStore::new(&o).unwrap());
+            conformance(s, FULL).await;
+        }
+    });
+}

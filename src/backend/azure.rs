@@ -43,6 +43,9 @@ use crate::config::AzureOptions;
 /// One container of one storage account.
 pub struct AzureStore {
     container: ContainerClient,
+    /// The SAS token the requests are signed with, if any: Copy Blob needs it on the
+    /// source URL too (Azure authorizes a copy source only by SAS or in-account keys).
+    sas: Option<String>,
     /// Metadata of each multipart upload in progress, set on the blob at completion
     /// (Azure has no create-upload request to carry it).
     uploads: Mutex<HashMap<String, UserMeta>>,
@@ -60,7 +63,7 @@ impl AzureStore {
     /// credential chain (environment, managed identity, Azure CLI). Errors: a connection
     /// string that does not parse, an account name that cannot be found.
     pub fn new(o: &AzureOptions) -> std::result::Result<Self, String> {
-        let (location, credentials) = match &o.connection_string {
+        let (location, credentials, sas) = match &o.connection_string {
             Some(cs) => from_connection_string(cs.expose())?,
             None => {
                 let account = account_name(o)?;
@@ -68,12 +71,13 @@ impl AzureStore {
                     Some(url) => CloudLocation::Custom { account: account.clone(), uri: url.clone() },
                     None => CloudLocation::Public { account: account.clone() },
                 };
-                (location, credentials(o, &account)?)
+                let sas = o.sas_token.as_ref().filter(|_| o.account_key.is_none());
+                (location, credentials(o, &account)?, sas.map(|s| s.expose().trim_start_matches('?').to_string()))
             }
         };
         // Retries are ours (backend::retry): one policy, one budget for every store type.
         let builder = ClientBuilder::with_location(location, credentials).retry(RetryOptions::none());
-        Ok(Self { container: builder.container_client(o.container.clone()), uploads: Mutex::new(HashMap::new()) })
+        Ok(Self { container: builder.container_client(o.container.clone()), sas, uploads: Mutex::new(HashMap::new()) })
     }
 
     fn blob(&self, key: &str) -> BlobClient {
@@ -113,12 +117,15 @@ fn credentials(o: &AzureOptions, account: &str) -> std::result::Result<StorageCr
     Ok(StorageCredentials::token_credential(chain))
 }
 
-fn from_connection_string(cs: &str) -> std::result::Result<(CloudLocation, StorageCredentials), String> {
+/// Where the account is, how to sign, and the SAS token when that is how.
+type Endpoint = (CloudLocation, StorageCredentials, Option<String>);
+
+fn from_connection_string(cs: &str) -> std::result::Result<Endpoint, String> {
     // The parser's errors quote the string, which may hold a key: say only where.
     let parsed = ConnectionString::new(cs).map_err(|_| "connection_string does not parse".to_string())?;
     if parsed.use_development_storage == Some(true) {
         let (address, port) = ("127.0.0.1".to_string(), 10000);
-        return Ok((CloudLocation::Emulator { address, port }, StorageCredentials::emulator()));
+        return Ok((CloudLocation::Emulator { address, port }, StorageCredentials::emulator(), None));
     }
     let account = parsed.account_name.ok_or("connection_string has no AccountName")?.to_string();
     let credentials =
@@ -131,7 +138,8 @@ fn from_connection_string(cs: &str) -> std::result::Result<(CloudLocation, Stora
         }
         (None, None) => CloudLocation::Public { account },
     };
-    Ok((location, credentials))
+    let sas = parsed.sas.filter(|_| parsed.account_key.is_none()).map(|s| s.trim_start_matches('?').to_string());
+    Ok((location, credentials, sas))
 }
 
 /// An SDK error as a `BackendError`, by HTTP status and Azure error code
@@ -153,9 +161,9 @@ fn classify(e: azure_core::Error) -> BackendError {
                 _ => BackendError::Other(format!("HTTP {status} {code}")),
             }
         }
-        ErrorKind::Io => BackendError::Transient(e.to_string()),
-        ErrorKind::Credential => BackendError::AccessDenied(e.to_string()),
-        _ => BackendError::Other(e.to_string()),
+        ErrorKind::Io => BackendError::Transient(super::redact::urls(&e.to_string())),
+        ErrorKind::Credential => BackendError::AccessDenied(super::redact::urls(&e.to_string())),
+        _ => BackendError::Other(super::redact::urls(&e.to_string())),
     }
 }
 
@@ -235,15 +243,16 @@ fn block_id(id: &str, number: i32) -> BlockId {
 
 #[async_trait]
 impl ObjectStore for AzureStore {
+    /// One List Blobs of at most one entry: it proves the container exists and the
+    /// credentials may list, which is what a mount needs. (remote-store asks for the
+    /// container's properties, which a container SAS may not read.)
     async fn check(&self) -> Result<()> {
-        match self.container.get_properties().await {
+        match self.list_page("", None, None, Some(1)).await {
             Ok(_) => Ok(()),
-            Err(e) => match classify(e) {
-                BackendError::NotFound | BackendError::NoSuchBucket(_) => {
-                    Err(BackendError::NoSuchBucket(self.container.container_name().to_string()))
-                }
-                other => Err(other),
-            },
+            Err(BackendError::NotFound | BackendError::NoSuchBucket(_)) => {
+                Err(BackendError::NoSuchBucket(self.container.container_name().to_string()))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -379,19 +388,9 @@ impl ObjectStore for AzureStore {
         }
         let r = put.await.map_err(classify)?;
         self.uploads.lock().expect("poisoned").remove(upload_id);
-        // Put Block List does not tell the size; the caller knows its parts.
-        let meta = self.head(key).await;
-        let etag = Some(unquote(&r.etag));
-        Ok(match meta {
-            Ok(m) if m.etag == etag => m,
-            _ => ObjectMeta {
-                key: key.to_string(),
-                size: 0,
-                last_modified: system_time(r.last_modified),
-                etag,
-                user: Some(user),
-            },
-        })
+        drop(r);
+        // Put Block List does not tell the size: ask once, so the cache is exact (as on S3).
+        self.head(key).await
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<()> {
@@ -401,7 +400,10 @@ impl ObjectStore for AzureStore {
     }
 
     async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
-        let source = self.blob(blob_name(src)).url().map_err(classify)?;
+        let mut source = self.blob(blob_name(src)).url().map_err(classify)?;
+        if let Some(sas) = &self.sas {
+            source.set_query(Some(sas));
+        }
         let r = self.blob(blob_name(dst)).copy(source).await.map_err(classify)?;
         // Within one account the copy is done when the reply comes; a pending one is
         // waited for, so a rename never deletes a source that is not yet copied.
@@ -434,6 +436,20 @@ impl ObjectStore for AzureStore {
             Ok(_) | Err(BackendError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_names_come_from_the_url() {
+        let o = |url: &str| AzureOptions { account_url: Some(url.into()), ..AzureOptions::default() };
+        assert_eq!(account_name(&o("https://acct.blob.core.windows.net")).unwrap(), "acct");
+        assert_eq!(account_name(&o("http://127.0.0.1:10000/devstoreaccount1")).unwrap(), "devstoreaccount1");
+        assert_eq!(account_name(&o("http://localhost:10000/dev1")).unwrap(), "dev1");
+        assert!(account_name(&o("http://127.0.0.1:10000")).is_err());
     }
 }
 

@@ -15,6 +15,7 @@ mod metered;
 mod prefixed;
 #[cfg(test)]
 pub mod probe;
+mod redact;
 mod retry;
 mod s3;
 pub use s3::quickack_http_client;
