@@ -439,6 +439,13 @@ impl ObjectStore for AzureStore {
     }
 }
 
+/// 64 random bits for an upload ID.
+fn rand_id() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("no randomness from the OS");
+    u64::from_le_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,11 +458,4 @@ mod tests {
         assert_eq!(account_name(&o("http://localhost:10000/dev1")).unwrap(), "dev1");
         assert!(account_name(&o("http://127.0.0.1:10000")).is_err());
     }
-}
-
-/// 64 random bits for an upload ID.
-fn rand_id() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("no randomness from the OS");
-    u64::from_le_bytes(b)
 }
