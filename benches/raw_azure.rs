@@ -6,21 +6,18 @@
 //! AZ_ACCOUNT, AZ_KEY, AZ_CONTAINER.
 //! OPs: create-container | put-blocks NAME SIZE PART CONC | get-parallel NAME PART CONC | size NAME
 
-use std::sync::Arc;
+mod common;
+use common::{num, parallel};
+
 use std::time::Instant;
 
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::{BlobBlockType, BlockId, BlockList, ClientBuilder, ContainerClient};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::Semaphore;
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| panic!("set {k}"))
-}
-
-fn num(s: &str) -> u64 {
-    parse_size::parse_size(s).unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
 fn container() -> ContainerClient {
@@ -28,25 +25,6 @@ fn container() -> ContainerClient {
     let location = CloudLocation::Custom { account: account.clone(), uri: env("AZ_URL") };
     let creds = StorageCredentials::access_key(account, env("AZ_KEY"));
     ClientBuilder::with_location(location, creds).container_client(env("AZ_CONTAINER"))
-}
-
-/// Runs `jobs` with at most `conc` in flight.
-async fn parallel<F>(conc: usize, jobs: Vec<F>)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let sem = Arc::new(Semaphore::new(conc));
-    let mut set = tokio::task::JoinSet::new();
-    for job in jobs {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        set.spawn(async move {
-            job.await;
-            drop(permit);
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.unwrap();
-    }
 }
 
 #[tokio::main]

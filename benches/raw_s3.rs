@@ -8,13 +8,15 @@
 //!      put-multipart KEY SIZE PART CONC | get-parallel KEY PART CONC | get-first KEY LEN | head KEY | count PREFIX (files, not markers) |
 //!      read-file PATH LEN (open + read of a mounted file, for time to first byte)
 
+mod common;
+use common::{num, parallel};
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use tokio::sync::Semaphore;
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| panic!("set {k}"))
@@ -54,29 +56,6 @@ async fn put(c: &Client, b: &str, key: &str, body: Vec<u8>) {
         .send()
         .await
         .unwrap();
-}
-
-fn num(s: &str) -> u64 {
-    parse_size::parse_size(s).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-/// Runs `jobs` with at most `conc` in flight.
-async fn parallel<F>(conc: usize, jobs: Vec<F>)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let sem = Arc::new(Semaphore::new(conc));
-    let mut set = tokio::task::JoinSet::new();
-    for job in jobs {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        set.spawn(async move {
-            job.await;
-            drop(permit);
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.unwrap();
-    }
 }
 
 async fn list(c: &Client, b: &str, prefix: &str) -> (usize, Vec<String>) {
