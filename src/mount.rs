@@ -97,6 +97,7 @@ pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) ->
             BackendError::NoSuchBucket(m) => match &store.backend.kind {
                 BackendKind::Azure(o) => format!("container '{}' not found", o.container),
                 BackendKind::Http(_) => m,
+                BackendKind::Sql(o) => format!("table '{}' not found ({m}); create_table = false", o.table_name),
                 _ => format!("bucket missing: {m}"),
             },
             BackendError::AccessDenied(m) => match &store.backend.kind {
@@ -104,6 +105,7 @@ pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) ->
                     format!("access denied ({m}); check account_key, sas_token or connection_string")
                 }
                 BackendKind::Http(_) => format!("access denied ({m}); check the headers option"),
+                BackendKind::Sql(_) => format!("access denied ({m}); check the user and password in url"),
                 _ => format!("access denied ({m}); check key and secret"),
             },
             BackendError::NotFound => "not found".into(),

@@ -1,6 +1,6 @@
 //! One suite of object-store behaviour, run against memory, local, two real S3 servers
-//! over HTTP (s3s-fs in-process, moto), and Azurite; and the read-only http store
-//! against a real HTTP server.
+//! over HTTP (s3s-fs in-process, moto), Azurite, SQLite and PostgreSQL (sql-blob); and
+//! the read-only http store against a real HTTP server.
 
 mod common;
 
@@ -11,7 +11,7 @@ use common::{MotoServer, S3sServer};
 use rstore_mount::backend::{
     list_all, BackendError, DynStore, LocalStore, MemoryStore, ObjectStore, PartSource, Prefixed, UserMeta,
 };
-use rstore_mount::config::{AddressingStyle, AzureOptions, HttpOptions, S3Options, Secret};
+use rstore_mount::config::{AddressingStyle, AzureOptions, HttpOptions, S3Options, Secret, SqlOptions};
 
 /// What a server cannot do (documented quirks), so the suite skips only those checks.
 #[derive(Clone, Copy)]
@@ -368,5 +368,51 @@ fn azurite_conforms_with_a_sas_token_and_with_a_connection_string() {
             let s: DynStore = Arc::new(rstore_mount::backend::AzureStore::new(&o).unwrap());
             conformance(s, FULL).await;
         }
+    });
+}
+
+fn sql_store(url: &str, max_blob_size: Option<u64>) -> DynStore {
+    let o = SqlOptions { url: Secret::new(url), table_name: "objects".into(), create_table: true, max_blob_size };
+    Arc::new(rstore_mount::backend::SqlStore::new(&o).unwrap())
+}
+
+/// sql-blob keeps no directory rows (remote-store has none), so no markers.
+const SQL: Quirks = Quirks { markers: false, ..FULL };
+
+#[test]
+fn sqlite_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:///{}", dir.path().join("objects.db").display());
+    common::rt().block_on(async {
+        let s = sql_store(&url, None);
+        s.check().await.unwrap();
+        conformance(s.clone(), SQL).await;
+        assert!(rstore_mount::backend::enforces_conditions(&*s).await.unwrap(), "conditions checked in a transaction");
+        // max_blob_size: a bigger object is refused (EFBIG at the mount), whole or in parts.
+        let small = sql_store(&url, Some(10));
+        assert!(matches!(small.put("big", Bytes::from_static(b"eleven bytes")).await, Err(BackendError::TooLarge(_))));
+        let id = small.create_multipart("big").await.unwrap();
+        small.upload_part("big", &id, 1, Bytes::from_static(b"123456")).await.unwrap();
+        let over = small.upload_part("big", &id, 2, Bytes::from_static(b"789012")).await;
+        assert!(matches!(over, Err(BackendError::TooLarge(_))), "{over:?}");
+        assert_eq!(small.head("big").await.unwrap_err(), BackendError::NotFound);
+    });
+}
+
+#[test]
+fn postgresql_conforms() {
+    let pg = common::postgres::Postgres::start();
+    common::rt().block_on(async {
+        let s = sql_store(&pg.url("+psycopg"), None);
+        s.check().await.unwrap();
+        conformance(s, SQL).await;
+        let missing = SqlOptions {
+            url: Secret::new(pg.url("")),
+            table_name: "absent".into(),
+            create_table: false,
+            max_blob_size: None,
+        };
+        let missing = rstore_mount::backend::SqlStore::new(&missing).unwrap();
+        assert!(matches!(missing.check().await, Err(BackendError::NoSuchBucket(_))));
     });
 }

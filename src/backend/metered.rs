@@ -46,6 +46,7 @@ fn result_of(e: &BackendError) -> &'static str {
         BackendError::InvalidInput(_) => "invalid",
         BackendError::Unsupported(_) => "unsupported",
         BackendError::NoSpace => "no_space",
+        BackendError::TooLarge(_) => "too_large",
         BackendError::Other(_) => "error",
     }
 }

@@ -18,6 +18,7 @@ pub mod probe;
 mod redact;
 mod retry;
 mod s3;
+mod sql;
 pub use s3::quickack_http_client;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ pub use metered::Metered;
 pub use prefixed::Prefixed;
 pub use retry::Retrying;
 pub use s3::S3Store;
+pub use sql::SqlStore;
 
 use crate::config::{BackendKind, ResolvedStore};
 
@@ -135,6 +137,9 @@ pub enum BackendError {
     Unsupported(String),
     #[error("no space left in the staging area")]
     NoSpace,
+    /// Bigger than the store takes (sql-blob's `max_blob_size`): EFBIG.
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("{0}")]
     Other(String),
 }
@@ -222,6 +227,7 @@ pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::resu
         BackendKind::S3(opts) => Arc::new(S3Store::new(opts).await?),
         BackendKind::Azure(opts) => Arc::new(AzureStore::new(opts)?),
         BackendKind::Http(opts) => Arc::new(HttpStore::new(opts)?),
+        BackendKind::Sql(opts) => Arc::new(SqlStore::new(opts)?),
     };
     let scoped = if store.root_path.is_empty() { inner } else { Arc::new(Prefixed::new(inner, &store.root_path)) };
     #[cfg(feature = "fault-injection")]

@@ -7,6 +7,7 @@ mod interpolate;
 mod options;
 mod secret;
 mod source;
+mod sql;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -20,8 +21,9 @@ pub use interpolate::{expand, interpolate, Lookup};
 pub use options::{PutHeaders, RetryConfig};
 pub use secret::Secret;
 pub use source::{locate, read_tree};
+pub use sql::SqlOptions;
 
-pub const SUPPORTED_TYPES: &str = "s3, s3-pyarrow, local, memory, azure, http";
+pub const SUPPORTED_TYPES: &str = "s3, s3-pyarrow, local, memory, azure, http, sql-blob";
 const TOP_LEVEL_KEYS: &[&str] = &["backends", "stores"];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub enum BackendKind {
     Azure(Box<AzureOptions>),
     /// A read-only file tree over HTTP(S) (remote-store's `http`).
     Http(Box<HttpOptions>),
+    /// Rows of a SQLite or PostgreSQL table (remote-store's `sql-blob`).
+    Sql(Box<SqlOptions>),
 }
 
 impl BackendKind {
@@ -142,6 +146,13 @@ impl ResolvedStore {
                 o.endpoint()
             ),
             BackendKind::Http(o) => format!("store '{}' (backend '{}', {})", self.name, self.backend.name, o.base_url),
+            BackendKind::Sql(o) => format!(
+                "store '{}' (backend '{}', table '{}' of {})",
+                self.name,
+                self.backend.name,
+                o.table_name,
+                o.shown_url()
+            ),
         }
     }
 
@@ -155,6 +166,7 @@ impl ResolvedStore {
             BackendKind::Memory => return None,
             BackendKind::Azure(o) => format!("azure container {} at {}", o.container, o.endpoint()),
             BackendKind::Http(o) => format!("http {}", o.base_url),
+            BackendKind::Sql(o) => format!("sql table {} of {}", o.table_name, o.shown_url()),
         };
         Some(format!("{at}, root '{}'", self.root_path))
     }
@@ -167,6 +179,7 @@ impl ResolvedStore {
             BackendKind::Memory => "memory".into(),
             BackendKind::Azure(o) => format!("azure://{}", o.container),
             BackendKind::Http(o) => o.base_url.clone(),
+            BackendKind::Sql(o) => format!("{}#{}", o.shown_url(), o.table_name),
         }
     }
 }
@@ -311,7 +324,7 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
     };
     let opath = format!("{path}.options");
     let has_retry = t.get("retry").is_some_and(|r| !r.is_null());
-    if matches!(type_name.as_str(), "s3" | "s3-pyarrow" | "local" | "memory" | "azure" | "http") {
+    if matches!(type_name.as_str(), "s3" | "s3-pyarrow" | "local" | "memory" | "azure" | "http" | "sql-blob") {
         options::check_known(name, &type_name, opts, has_retry)?;
     }
     let mut retry = options::parse_retry(t.get("retry"), &format!("{path}.retry"))?;
@@ -330,6 +343,7 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
         "memory" => BackendKind::Memory,
         "azure" => BackendKind::Azure(Box::new(azure::parse(opts, &opath)?)),
         "http" => BackendKind::Http(Box::new(http::parse(opts, &opath)?)),
+        "sql-blob" => BackendKind::Sql(Box::new(sql::parse(opts, &opath)?)),
         "sql-query" => {
             return Err(format!(
                 "backend '{name}' has type 'sql-query': a query materialiser, not a file store, so it cannot be mounted"

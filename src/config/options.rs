@@ -9,7 +9,7 @@ use super::Secret;
 
 /// The option keys each backend type's constructor takes (remote-store 0.33:
 /// `S3Backend.__init__`, `S3PyArrowBackend.__init__`, `LocalBackend.__init__`,
-/// `MemoryBackend.__init__`, `AzureBackend.__init__`, `ReadOnlyHttpBackend.__init__`). `retry` is a constructor argument too: the local and
+/// `MemoryBackend.__init__`, `AzureBackend.__init__`, `ReadOnlyHttpBackend.__init__`, `SQLBlobBackend.__init__`). `retry` is a constructor argument too: the local and
 /// memory constructors do not take it.
 fn known_options(type_name: &str) -> &'static [&'static str] {
     match type_name {
@@ -38,6 +38,9 @@ fn known_options(type_name: &str) -> &'static [&'static str] {
             "reject_write_under_file_ancestor",
         ],
         "http" => &["base_url", "headers", "timeout", "http_client", "verify_ssl", "max_redirects"],
+        "sql-blob" => {
+            &["url", "engine", "table_name", "create_table", "max_blob_size", "reject_write_under_file_ancestor"]
+        }
         _ => &[],
     }
 }

@@ -55,6 +55,8 @@ impl FsError {
             FsError::Busy(_) => libc::EBUSY,
             FsError::Stale => libc::ESTALE,
             FsError::BadHandle => libc::EBADF,
+            // A file past the store's size limit says so; other upload failures are EIO.
+            FsError::UploadFailed(BackendError::TooLarge(_)) => libc::EFBIG,
             FsError::UploadFailed(_) => libc::EIO,
             FsError::Backend(b) => backend_errno(b),
         }
@@ -69,6 +71,7 @@ fn backend_errno(e: &BackendError) -> i32 {
         BackendError::InvalidInput(_) => libc::EINVAL,
         BackendError::Unsupported(_) => libc::ENOTSUP,
         BackendError::NoSpace => libc::ENOSPC,
+        BackendError::TooLarge(_) => libc::EFBIG,
         BackendError::NoSuchBucket(_)
         | BackendError::Throttled(_)
         | BackendError::Transient(_)
@@ -103,6 +106,8 @@ mod tests {
             (b(BackendError::AccessDenied("d".into())), libc::EACCES),
             (b(BackendError::InvalidInput("i".into())), libc::EINVAL),
             (b(BackendError::Unsupported("u".into())), libc::ENOTSUP),
+            (b(BackendError::TooLarge("t".into())), libc::EFBIG),
+            (FsError::UploadFailed(BackendError::TooLarge("t".into())).errno(), libc::EFBIG),
             (b(BackendError::NoSuchBucket("b".into())), libc::EIO),
             (b(BackendError::Throttled("t".into())), libc::EIO),
             (b(BackendError::Transient("t".into())), libc::EIO),

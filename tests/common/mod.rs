@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod http_server;
 pub mod moto;
 pub mod mount;
+pub mod postgres;
 pub mod python;
 pub mod s3s_server;
 pub mod throttle;
