@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (idempotent):
 # fuse3 for real mounts, the programs the POSIX scenarios run, a Python venv with moto
-# (S3 server) and remote-store with its azure extra, Azurite (npm), and Garage (the 3-node cluster of tests/cluster.rs).
+# (S3 server) and remote-store with its azure/sql/sftp extras, PostgreSQL, Azurite and
+# http-server (npm), and Garage (the 3-node cluster of tests/cluster.rs).
 # Prints, last, RSTORE_TEST_VENV=<venv> and RSTORE_TOOLS_BIN=<dir with garage>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ command -v vim >/dev/null || need_apt+=(vim-nox)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # s3fs-fuse: the peer whose headers our special files and times share (tests/remount_metadata.rs).
 command -v s3fs >/dev/null || need_apt+=(s3fs)
+# PostgreSQL for the sql-blob tests (a throwaway cluster per test; no service is started).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+command -v runuser >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root or: sudo apt-get install -y ${need_apt[*]})" >&2

@@ -37,6 +37,8 @@ pub struct SqlStore {
     collate: &'static str,
     sqlite: bool,
     create_table: bool,
+    /// sqlx's form of the URL (may hold a password), for the start check's own connection.
+    url: crate::config::Secret,
     max_blob_size: Option<u64>,
     uploads: Mutex<HashMap<String, Upload>>,
     shown: String,
@@ -136,6 +138,7 @@ impl SqlStore {
             table: format!("\"{}\"", o.table_name.replace('"', "\"\"")),
             sqlite,
             create_table: o.create_table,
+            url: crate::config::Secret::new(url.clone()),
             collate: if sqlite { "" } else { " COLLATE \"C\"" },
             max_blob_size: o.max_blob_size,
             uploads: Mutex::new(HashMap::new()),
@@ -220,6 +223,11 @@ impl ObjectStore for SqlStore {
     /// Connects; creates the table (remote-store's schema) when it is missing and
     /// `create_table` is set; then proves the table has `key` and `data` columns.
     async fn check(&self) -> Result<()> {
+        // One connection of its own first: the pool retries a refused connection until
+        // its acquire timeout, and a bad start must fail fast with the cause.
+        use sqlx::Connection;
+        let conn = sqlx::AnyConnection::connect(self.url.expose()).await.map_err(classify)?;
+        let _ = conn.close().await;
         if self.sqlite {
             // As remote-store sets them on SQLite connections.
             for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"] {

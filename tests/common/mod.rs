@@ -5,6 +5,7 @@
 pub mod azurite;
 pub mod cluster;
 pub mod http_server;
+pub mod interop;
 pub mod moto;
 pub mod mount;
 pub mod postgres;
