@@ -145,7 +145,7 @@ fn bad_inputs_fail_fast_with_one_line() {
     let cases: Vec<(String, &str)> = vec![
         ("[backends.s3]\ntype = \"s3\"\n[stores.other]\nbackend = \"s3\"\n".to_string(), "unknown store 'data'"),
         ("[stores.data]\nbackend = \n".into(), "bad.toml:2:"),
-        ("[backends.b]\ntype = \"sftp\"\n[stores.data]\nbackend = \"b\"\n".into(), "'sftp'"),
+        ("[backends.b]\ntype = \"ftp\"\n[stores.data]\nbackend = \"b\"\n".into(), "'ftp'"),
         (std::fs::read_to_string(&good).unwrap().replace("bucket = \"bkt\"", "bucket = \"missing\""), "does not exist"),
         (std::fs::read_to_string(&good).unwrap().replace(common::SECRET_KEY, "wrong-secret"), "access denied"),
         (

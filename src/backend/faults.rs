@@ -160,6 +160,11 @@ impl ObjectStore for Faults {
         self.before().await?;
         self.inner.delete(key).await
     }
+
+    async fn rename(&self, src: &str, dst: &str) -> Result<()> {
+        self.before().await?;
+        self.inner.rename(src, dst).await
+    }
 }
 
 #[cfg(test)]

@@ -114,4 +114,12 @@ impl ObjectStore for Metered {
     async fn delete(&self, key: &str) -> Result<()> {
         self.count("delete", self.inner.delete(key).await)
     }
+
+    async fn rename(&self, src: &str, dst: &str) -> Result<()> {
+        match self.inner.rename(src, dst).await {
+            // No request was made: nothing to count.
+            Err(BackendError::Unsupported(m)) => Err(BackendError::Unsupported(m)),
+            r => self.count("rename", r),
+        }
+    }
 }

@@ -18,6 +18,7 @@ pub mod probe;
 mod redact;
 mod retry;
 mod s3;
+mod sftp;
 mod sql;
 pub use s3::quickack_http_client;
 
@@ -38,6 +39,7 @@ pub use metered::Metered;
 pub use prefixed::Prefixed;
 pub use retry::Retrying;
 pub use s3::S3Store;
+pub use sftp::SftpStore;
 pub use sql::SqlStore;
 
 use crate::config::{BackendKind, ResolvedStore};
@@ -214,6 +216,13 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Replaces an object's user metadata, keeping its body (CopyObject onto itself).
     async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta>;
     async fn delete(&self, key: &str) -> Result<()>;
+    /// The store's own rename of an object, or of a directory `dir/` with everything
+    /// under it, replacing what is at `dst`; stores that have one (SFTP) do it
+    /// atomically. `Unsupported` (the default): the caller copies and deletes.
+    async fn rename(&self, src: &str, dst: &str) -> Result<()> {
+        let _ = (src, dst);
+        Err(BackendError::Unsupported("no native rename".into()))
+    }
 }
 
 pub type DynStore = Arc<dyn ObjectStore>;
@@ -228,6 +237,7 @@ pub async fn open(store: &ResolvedStore, request_timeout: Duration) -> std::resu
         BackendKind::Azure(opts) => Arc::new(AzureStore::new(opts)?),
         BackendKind::Http(opts) => Arc::new(HttpStore::new(opts)?),
         BackendKind::Sql(opts) => Arc::new(SqlStore::new(opts)?),
+        BackendKind::Sftp(opts) => Arc::new(SftpStore::new(opts)?),
     };
     let scoped = if store.root_path.is_empty() { inner } else { Arc::new(Prefixed::new(inner, &store.root_path)) };
     #[cfg(feature = "fault-injection")]

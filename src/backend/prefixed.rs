@@ -100,4 +100,8 @@ impl ObjectStore for Prefixed {
     async fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(&self.full(key)).await
     }
+
+    async fn rename(&self, src: &str, dst: &str) -> Result<()> {
+        self.inner.rename(&self.full(src), &self.full(dst)).await
+    }
 }

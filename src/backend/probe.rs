@@ -131,4 +131,8 @@ impl ObjectStore for Probe {
         }
         Ok(())
     }
+
+    async fn rename(&self, src: &str, dst: &str) -> Result<()> {
+        self.inner.rename(src, dst).await
+    }
 }

@@ -154,6 +154,10 @@ impl ObjectStore for Retrying {
     async fn delete(&self, key: &str) -> Result<()> {
         self.run("delete", || self.inner.delete(key)).await
     }
+
+    async fn rename(&self, src: &str, dst: &str) -> Result<()> {
+        self.run("rename", || self.inner.rename(src, dst)).await
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod http;
 mod interpolate;
 mod options;
 mod secret;
+mod sftp;
 mod source;
 mod sql;
 mod yaml;
@@ -20,10 +21,11 @@ pub use http::HttpOptions;
 pub use interpolate::{expand, interpolate, Lookup};
 pub use options::{PutHeaders, RetryConfig};
 pub use secret::Secret;
+pub use sftp::{HostKeyPolicy, SftpOptions};
 pub use source::{locate, read_tree};
 pub use sql::SqlOptions;
 
-pub const SUPPORTED_TYPES: &str = "s3, s3-pyarrow, local, memory, azure, http, sql-blob";
+pub const SUPPORTED_TYPES: &str = "s3, s3-pyarrow, local, memory, azure, http, sql-blob, sftp";
 const TOP_LEVEL_KEYS: &[&str] = &["backends", "stores"];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,6 +74,8 @@ pub enum BackendKind {
     Http(Box<HttpOptions>),
     /// Rows of a SQLite or PostgreSQL table (remote-store's `sql-blob`).
     Sql(Box<SqlOptions>),
+    /// A directory on an SSH server (remote-store's `sftp`).
+    Sftp(Box<SftpOptions>),
 }
 
 impl BackendKind {
@@ -146,6 +150,10 @@ impl ResolvedStore {
                 o.endpoint()
             ),
             BackendKind::Http(o) => format!("store '{}' (backend '{}', {})", self.name, self.backend.name, o.base_url),
+            BackendKind::Sftp(o) => format!(
+                "store '{}' (backend '{}', sftp://{}:{}{})",
+                self.name, self.backend.name, o.host, o.port, o.base_path
+            ),
             BackendKind::Sql(o) => format!(
                 "store '{}' (backend '{}', table '{}' of {})",
                 self.name,
@@ -167,6 +175,7 @@ impl ResolvedStore {
             BackendKind::Azure(o) => format!("azure container {} at {}", o.container, o.endpoint()),
             BackendKind::Http(o) => format!("http {}", o.base_url),
             BackendKind::Sql(o) => format!("sql table {} of {}", o.table_name, o.shown_url()),
+            BackendKind::Sftp(o) => format!("sftp://{}:{}{}", o.host, o.port, o.base_path),
         };
         Some(format!("{at}, root '{}'", self.root_path))
     }
@@ -180,6 +189,7 @@ impl ResolvedStore {
             BackendKind::Azure(o) => format!("azure://{}", o.container),
             BackendKind::Http(o) => o.base_url.clone(),
             BackendKind::Sql(o) => format!("{}#{}", o.shown_url(), o.table_name),
+            BackendKind::Sftp(o) => format!("sftp://{}:{}{}", o.host, o.port, o.base_path),
         }
     }
 }
@@ -324,7 +334,7 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
     };
     let opath = format!("{path}.options");
     let has_retry = t.get("retry").is_some_and(|r| !r.is_null());
-    if matches!(type_name.as_str(), "s3" | "s3-pyarrow" | "local" | "memory" | "azure" | "http" | "sql-blob") {
+    if matches!(type_name.as_str(), "s3" | "s3-pyarrow" | "local" | "memory" | "azure" | "http" | "sql-blob" | "sftp") {
         options::check_known(name, &type_name, opts, has_retry)?;
     }
     let mut retry = options::parse_retry(t.get("retry"), &format!("{path}.retry"))?;
@@ -344,6 +354,7 @@ fn parse_backend(name: &str, v: &Value) -> Result<BackendConfig, String> {
         "azure" => BackendKind::Azure(Box::new(azure::parse(opts, &opath)?)),
         "http" => BackendKind::Http(Box::new(http::parse(opts, &opath)?)),
         "sql-blob" => BackendKind::Sql(Box::new(sql::parse(opts, &opath)?)),
+        "sftp" => BackendKind::Sftp(Box::new(sftp::parse(opts, &opath)?)),
         "sql-query" => {
             return Err(format!(
                 "backend '{name}' has type 'sql-query': a query materialiser, not a file store, so it cannot be mounted"

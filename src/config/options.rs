@@ -9,7 +9,7 @@ use super::Secret;
 
 /// The option keys each backend type's constructor takes (remote-store 0.33:
 /// `S3Backend.__init__`, `S3PyArrowBackend.__init__`, `LocalBackend.__init__`,
-/// `MemoryBackend.__init__`, `AzureBackend.__init__`, `ReadOnlyHttpBackend.__init__`, `SQLBlobBackend.__init__`). `retry` is a constructor argument too: the local and
+/// `MemoryBackend.__init__`, `AzureBackend.__init__`, `ReadOnlyHttpBackend.__init__`, `SQLBlobBackend.__init__`, `SFTPBackend.__init__`). `retry` is a constructor argument too: the local and
 /// memory constructors do not take it.
 fn known_options(type_name: &str) -> &'static [&'static str] {
     match type_name {
@@ -55,7 +55,7 @@ pub fn check_known(name: &str, type_name: &str, opts: &Map<String, Value>, has_r
             "backend '{name}' (type '{type_name}'): unknown option '{k}' (remote-store: invalid options; this type takes: {takes})"
         ));
     }
-    if has_retry && !matches!(type_name, "s3" | "s3-pyarrow" | "azure" | "http") {
+    if has_retry && !matches!(type_name, "s3" | "s3-pyarrow" | "azure" | "http" | "sftp") {
         return Err(format!(
             "backend '{name}' (type '{type_name}'): remote-store's {type_name} backend takes no retry table"
         ));

@@ -99,9 +99,9 @@ fn unknown_keys_warn_at_top_and_are_ignored_below() {
 
 #[test]
 fn unsupported_backend_type_names_backend_type_and_supported() {
-    let reg = load_str("c.toml", "[backends.b]\ntype = \"sftp\"\n[stores.s]\nbackend = \"b\"\n").unwrap();
+    let reg = load_str("c.toml", "[backends.b]\ntype = \"ftp\"\n[stores.s]\nbackend = \"b\"\n").unwrap();
     let err = reg.resolve("s").unwrap_err();
-    assert!(err.contains("'b'") && err.contains("'sftp'") && err.contains(SUPPORTED_TYPES), "{err}");
+    assert!(err.contains("'b'") && err.contains("'ftp'") && err.contains(SUPPORTED_TYPES), "{err}");
     assert!(!err.contains('\n'));
 }
 

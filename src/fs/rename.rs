@@ -1,5 +1,6 @@
 //! rename(2) on an object store: CopyObject then DeleteObject for a file, every object
-//! under the prefix for a directory. Not atomic; see docs/SEMANTICS.md.
+//! under the prefix for a directory. Not atomic; see docs/SEMANTICS.md. A store with a
+//! rename of its own (SFTP) renames the file or the whole directory in one request.
 
 use std::time::SystemTime;
 
@@ -139,8 +140,16 @@ impl Fs {
             Some(file) => Some(self.hold_for_move(src.ino, file).await?),
             None => None,
         };
-        let etag = self.store.copy(&src.key(), new_key).await?;
-        self.store.delete(&src.key()).await?;
+        // The store's own rename where it has one (SFTP: atomic); else copy and delete.
+        let etag = match self.store.rename(&src.key(), new_key).await {
+            Ok(()) => self.store.head(new_key).await.ok().and_then(|m| m.etag),
+            Err(BackendError::Unsupported(_)) => {
+                let etag = self.store.copy(&src.key(), new_key).await?;
+                self.store.delete(&src.key()).await?;
+                etag
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.known.moved(&src.key(), new_key, etag.as_deref());
         if let Some(s) = &mut state {
             moved_to(s, new_key, etag.clone());
@@ -180,6 +189,22 @@ impl Fs {
         }
         let old_prefix = src.key();
         let new_prefix = format!("{new_path}/");
+        // The store's own rename moves the whole tree at once (SFTP: atomic), keeping
+        // every file's bytes and attributes, so open files keep their versions.
+        match self.store.rename(&old_prefix, &new_prefix).await {
+            Ok(()) => {
+                self.known.moved(&old_prefix, &new_prefix, Some(super::DIR_VERSION));
+                for s in &mut held {
+                    let Some(rest) = s.key.strip_prefix(&old_prefix) else { continue };
+                    let to = format!("{new_prefix}{rest}");
+                    let etag = s.base.as_ref().and_then(|b| b.etag.clone());
+                    moved_to(s, &to, etag);
+                }
+                return Ok(());
+            }
+            Err(BackendError::Unsupported(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         // The directory's own marker carries its mode; a local store lists only what is
         // inside a directory, so ask for it by name.
         let marker = match self.store.head(&old_prefix).await {

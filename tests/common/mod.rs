@@ -11,6 +11,7 @@ pub mod mount;
 pub mod postgres;
 pub mod python;
 pub mod s3s_server;
+pub mod sshd;
 pub mod throttle;
 
 use std::path::{Path, PathBuf};
