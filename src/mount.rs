@@ -98,6 +98,7 @@ pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) ->
                 BackendKind::Azure(o) => format!("container '{}' not found", o.container),
                 BackendKind::Http(_) => m,
                 BackendKind::Sql(o) => format!("table '{}' not found ({m}); create_table = false", o.table_name),
+                BackendKind::Sftp(_) => m,
                 _ => format!("bucket missing: {m}"),
             },
             BackendError::AccessDenied(m) => match &store.backend.kind {
@@ -106,6 +107,7 @@ pub async fn open_and_check(store: &ResolvedStore, request_timeout: Duration) ->
                 }
                 BackendKind::Http(_) => format!("access denied ({m}); check the headers option"),
                 BackendKind::Sql(_) => format!("access denied ({m}); check the user and password in url"),
+                BackendKind::Sftp(_) => m,
                 _ => format!("access denied ({m}); check key and secret"),
             },
             BackendError::NotFound => "not found".into(),

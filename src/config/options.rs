@@ -38,6 +38,21 @@ fn known_options(type_name: &str) -> &'static [&'static str] {
             "reject_write_under_file_ancestor",
         ],
         "http" => &["base_url", "headers", "timeout", "http_client", "verify_ssl", "max_redirects"],
+        "sftp" => &[
+            "host",
+            "port",
+            "username",
+            "password",
+            "pkey",
+            "base_path",
+            "host_key_policy",
+            "known_host_keys",
+            "host_keys_path",
+            "config",
+            "timeout",
+            "io_timeout",
+            "connect_kwargs",
+        ],
         "sql-blob" => {
             &["url", "engine", "table_name", "create_table", "max_blob_size", "reject_write_under_file_ancestor"]
         }
