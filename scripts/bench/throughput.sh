@@ -4,7 +4,8 @@
 # loopback, beside a raw aws-sdk-s3 client doing parallel ranged GETs / a multipart PUT
 # (the ceiling).
 # Then the azure rows (scripts/bench/azure.sh: Azurite, against a raw client of the same
-# crate); AZURE=0 skips them.
+# crate; AZURE=0 skips them) and the sftp rows (scripts/bench/sftp.sh: sshd, against
+# OpenSSH's sftp and scp; SFTP=0 skips them).
 #   scripts/bench/throughput.sh        # RUNS=3 SIZE=1G CLIENTS="rstore s3fs rclone [mountpoint]"
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -107,4 +108,7 @@ for c in $CLIENTS; do echo "$(label "$c"): $(client_version "$c")"; done
 if [ "${AZURE:-1}" != 0 ]; then
   stop_garage
   RUNS=$RUNS SIZE=$SIZE "$(dirname "$0")/azure.sh"
+fi
+if [ "${SFTP:-1}" != 0 ]; then
+  RUNS=$RUNS SIZE=$SIZE "$(dirname "$0")/sftp.sh"
 fi

@@ -261,6 +261,19 @@ impl SftpStore {
             // Large windows: a 1 GiB transfer must not wait on window adjustments.
             window_size: 16 * 1024 * 1024,
             maximum_packet_size: 65535,
+            // AES-GCM first: with the CPU's AES instructions it costs less per byte than
+            // ChaCha20-Poly1305 (russh's first choice), and the cipher is what bounds a
+            // transfer on loopback.
+            preferred: russh::Preferred {
+                cipher: std::borrow::Cow::Borrowed(&[
+                    russh::cipher::AES_256_GCM,
+                    russh::cipher::AES_128_GCM,
+                    russh::cipher::CHACHA20_POLY1305,
+                    russh::cipher::AES_256_CTR,
+                    russh::cipher::AES_128_CTR,
+                ]),
+                ..Default::default()
+            },
             ..Default::default()
         });
         let deadline = Duration::from_secs_f64(self.o.timeout);
