@@ -22,6 +22,9 @@ command -v s3fs >/dev/null || need_apt+=(s3fs)
 # PostgreSQL for the sql-blob tests (a throwaway cluster per test; no service is started).
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 command -v runuser >/dev/null || need_apt+=(util-linux)
+# OpenSSH's sshd and ssh-keygen for the sftp tests (each test runs its own sshd).
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need_apt[*]} (run as root or: sudo apt-get install -y ${need_apt[*]})" >&2
