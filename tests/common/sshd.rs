@@ -26,12 +26,20 @@ fn run(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Makes the login user once (with its password), as root.
+/// Makes the login user once (with its password), as root. Tests of one binary run in
+/// parallel: once per process.
 fn ensure_user() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(make_user);
+}
+
+fn make_user() {
     let exists =
         Command::new("id").arg(USER).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if !exists {
-        run(Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", USER]));
+        // Exit status 9: made meanwhile by another test process.
+        let st = Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", USER]).status().unwrap();
+        assert!(st.success() || st.code() == Some(9), "useradd {USER} failed: {st}");
     }
     let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(chpasswd.stdin.as_mut().unwrap(), format!("{USER}:{PASSWORD}\n").as_bytes()).unwrap();
