@@ -302,22 +302,28 @@ fn s3_errors_are_classified() {
     });
 }
 
-fn azure_store(server: &common::azurite::Azurite, container: &str) -> DynStore {
-    let o = AzureOptions {
+fn azure_options(server: &common::azurite::Azurite, container: &str) -> AzureOptions {
+    AzureOptions {
         container: container.into(),
         account_url: Some(server.url.clone()),
         account_key: Some(Secret::new(common::azurite::KEY)),
         ..AzureOptions::default()
-    };
-    Arc::new(rstore_mount::backend::AzureStore::new(&o).unwrap())
+    }
 }
+
+fn azure_store(server: &common::azurite::Azurite, container: &str) -> DynStore {
+    Arc::new(rstore_mount::backend::AzureStore::new(&azure_options(server, container)).unwrap())
+}
+
+/// A flat account stores no directory markers (see backend/azure.rs).
+const AZURE_FLAT: Quirks = Quirks { markers: false, ..FULL };
 
 #[test]
 fn azurite_conforms() {
     let server = common::azurite::Azurite::start(&["ctr"]);
     common::rt().block_on(async {
         let s = azure_store(&server, "ctr");
-        conformance(s.clone(), FULL).await;
+        conformance(s.clone(), AZURE_FLAT).await;
         // Azure enforces If-Match / If-None-Match on writes, and says so to the probe.
         assert!(rstore_mount::backend::enforces_conditions(&*s).await.unwrap());
         // Unlike S3, a listing carries each blob's metadata.
@@ -325,13 +331,28 @@ fn azurite_conforms() {
         s.put_with("listed/x", Bytes::from_static(b"x"), &user).await.unwrap();
         let page = s.list_page("listed/", Some("/"), None, None).await.unwrap();
         assert_eq!(page.objects[0].user.as_ref(), Some(&user));
-        // A directory marker is Azure's folder blob (`hdi_isfolder`), seen by other tools.
-        s.put("folder/", Bytes::new()).await.unwrap();
-        let meta = server.python("print(svc.get_blob_client('ctr', 'folder').get_blob_properties().metadata)");
-        assert!(meta.contains("hdi_isfolder"), "{meta}");
+        // A folder blob (`hdi_isfolder`, as ADLS Gen2 and adlfs make them) is a directory.
+        server.python("svc.get_blob_client('ctr', 'folder').upload_blob(b'', metadata={'hdi_isfolder': 'true'})");
+        assert!(s.head("folder/").await.is_ok());
         assert_eq!(s.head("folder").await.unwrap_err(), BackendError::NotFound, "a folder is not a file");
+        let root = s.list_page("", Some("/"), None, None).await.unwrap();
+        assert!(root.prefixes.contains(&"folder/".to_string()) && root.objects.iter().all(|o| o.key != "folder"));
         let own = s.list_page("folder/", Some("/"), None, Some(1)).await.unwrap();
         assert_eq!(own.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["folder/"], "its own marker");
+        // A flat account stores no marker (remote-store would list it as a file); with
+        // hns = true a marker is a folder blob, a real directory there.
+        s.put("flat/", Bytes::new()).await.unwrap();
+        assert_eq!(server.python("print(list(svc.get_container_client('ctr').list_blobs('flat')))").trim(), "[]");
+        let o = AzureOptions { hns: true, ..azure_options(&server, "ctr") };
+        let hns: DynStore = Arc::new(rstore_mount::backend::AzureStore::new(&o).unwrap());
+        markers(&hns).await;
+        hns.put("deep/", Bytes::new()).await.unwrap();
+        let meta = server.python("print(svc.get_blob_client('ctr', 'deep').get_blob_properties().metadata)");
+        assert!(meta.contains("hdi_isfolder"), "{meta}");
+        // Deleting a marker never deletes a file of the same name.
+        s.put("same", Bytes::from_static(b"file")).await.unwrap();
+        s.delete("same/").await.unwrap();
+        assert!(s.head("same").await.is_ok());
     });
 }
 
@@ -415,7 +436,7 @@ fn azurite_conforms_with_a_sas_token_and_with_a_connection_string() {
     common::rt().block_on(async {
         for o in [with_sas, with_cs] {
             let s: DynStore = Arc::new(rstore_mount::backend::AzureStore::new(&o).unwrap());
-            conformance(s, FULL).await;
+            conformance(s, AZURE_FLAT).await;
         }
     });
 }
@@ -505,6 +526,15 @@ fn sftp_server_conforms() {
             .put_if("r/e/y", Bytes::from_static(b"z"), &UserMeta::new(), &rstore_mount::backend::Condition::IfAbsent)
             .await;
         assert_eq!(err.unwrap_err(), BackendError::PreconditionFailed);
+        // Symlinks are the server's own; fifos and devices cannot be made over SFTP.
+        let link: UserMeta = [("mode".to_string(), 0o120777.to_string())].into();
+        s.put_with("r/link", Bytes::from_static(b"e/y"), &link).await.unwrap();
+        assert_eq!(std::fs::read_link(sshd.data.join("r/link")).unwrap(), std::path::Path::new("e/y"));
+        let h = s.head("r/link").await.unwrap();
+        assert_eq!((h.size, h.user.unwrap()["mode"].as_str()), (3, "41471"));
+        assert_eq!(s.get_range("r/link", 0..100, None).await.unwrap(), &b"e/y"[..]);
+        let fifo: UserMeta = [("mode".to_string(), 0o010644.to_string())].into();
+        assert!(matches!(s.put_with("r/fifo", Bytes::new(), &fifo).await, Err(BackendError::Unsupported(_))));
         // Key authentication, with the host key from a known_hosts file.
         let kh = sshd.path().join("known_hosts");
         std::fs::write(&kh, format!("{}\n", sshd.known_host)).unwrap();

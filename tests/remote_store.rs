@@ -37,3 +37,12 @@ fn remote_store_and_the_mount_read_each_others_files() {
     let expected: Vec<u8> = (0..=255u8).cycle().take(256 * 4096).collect();
     assert_eq!(fs::read(m.join("from-python/hello.bin")).unwrap(), expected);
 }
+
+/// The interop scenario every backend type runs (tests/common/interop.rs), on S3.
+#[test]
+fn remote_store_and_an_s3_mount_share_a_tree() {
+    let server = MotoServer::start(&["bkt"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = s3_config(dir.path(), &server.endpoint, "bkt", "tree");
+    common::interop::share_a_tree(&cfg, &|_| {});
+}

@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::interop::{remote_store, sh, tree_sums};
+use common::interop::{assert_fails_fast, sh, share_a_tree};
 use common::sshd::{Sshd, PASSWORD, USER};
-use common::{Mounted, BIN};
 
 fn sftp_config(dir: &Path, sshd: &Sshd, password: &str, known: &str, extra: &str) -> PathBuf {
     let sub = tempfile::tempdir_in(dir).unwrap().keep();
@@ -33,33 +30,7 @@ fn remote_store_and_an_sftp_mount_share_a_tree() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = sftp_config(dir.path(), &sshd, PASSWORD, &sshd.known_host, "");
-    let mut theirs = BTreeMap::new();
-    theirs.insert("py/a.txt", b"hello from remote-store\n".to_vec());
-    theirs.insert("py/sub/b.bin", common::pattern(3 << 20, 7));
-    theirs.insert("py/sub/deep/c.txt", b"c".to_vec());
-    remote_store(&cfg, &theirs);
-    let m = Mounted::start(&cfg, "data", &["--metadata-ttl", "0"]);
-    let seen = tree_sums(&m.join("py"));
-    for (path, data) in &theirs {
-        assert_eq!(seen[path.strip_prefix("py/").unwrap()], common::sha256(data), "{path}");
-    }
-    let src = dir.path().join("src");
-    fs::create_dir_all(src.join("x/y")).unwrap();
-    fs::write(src.join("x/one.txt"), "one\n").unwrap();
-    fs::write(src.join("x/y/big.bin"), common::pattern(20 << 20, 3)).unwrap();
-    fs::write(src.join("x/y/gone.txt"), "to be removed").unwrap();
-    let (mnt, s) = (m.path.display().to_string(), src.display().to_string());
-    sh(&format!("cp -r {s}/x {mnt}/copied"));
-    sh(&format!("tar cf {s}/t.tar -C {s} x && mkdir {mnt}/untarred && tar xf {s}/t.tar -C {mnt}/untarred"));
-    sh(&format!("printf 'two\\n' >> {mnt}/copied/one.txt"));
-    sh(&format!("mv {mnt}/copied/y {mnt}/copied/moved"));
-    sh(&format!("rm {mnt}/copied/moved/gone.txt {mnt}/untarred/x/y/gone.txt"));
-    sh(&format!("chmod 0750 {mnt}/copied/one.txt && mkdir {mnt}/empty"));
-    let ours = tree_sums(&m.path);
-    drop(m);
-    let after = remote_store(&cfg, &BTreeMap::new());
-    assert_eq!(after, ours, "remote-store reads exactly the mount's tree");
-    assert_eq!(after.get("copied/one.txt"), Some(&common::sha256(b"one\ntwo\n")));
+    share_a_tree(&cfg, &|mnt| sh(&format!("chmod 0750 {0}/copied/one.txt && mkdir {0}/empty", mnt.display())));
     // On the server: real directories, the mode set by chmod, no temporary files left.
     let root = sshd.data.join("tree");
     assert!(root.join("empty").is_dir() && root.join("copied/moved").is_dir() && !root.join("copied/y").exists());
@@ -97,23 +68,6 @@ fn bad_sftp_stores_fail_fast_with_one_line() {
         (PathBuf::from(&unreachable), "cannot connect".to_string()),
     ];
     for (cfg, expect) in cases {
-        let start = Instant::now();
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("data")
-            .arg(&mp)
-            .env_remove("RSTORE_CONFIG")
-            .output()
-            .unwrap();
-        let took = start.elapsed();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines.len(), 1, "one line: {err}");
-        assert!(lines[0].contains("store 'data'") && lines[0].contains(&expect), "{expect}: {err}");
-        assert!(!err.contains(PASSWORD) && !err.contains("wrong-pw"), "no password in {err}");
-        assert!(took < Duration::from_secs(10), "took {took:?}");
-        assert!(!common::is_mounted(&mp));
+        assert_fails_fast(&cfg, &mp, &expect, &[PASSWORD, "wrong-pw"]);
     }
 }

@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::interop::{remote_store, sh, tree_sums};
+use common::interop::{assert_fails_fast, share_a_tree};
 use common::postgres::{Postgres, PASSWORD};
-use common::{Mounted, BIN};
+use common::Mounted;
 
 fn sql_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
     let sub = tempfile::tempdir_in(dir).unwrap().keep();
@@ -25,50 +23,18 @@ fn sql_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
     p
 }
 
-/// remote-store writes a tree the mount reads byte-identical; the mount writes a tree
-/// (cp -r, tar x, append, rename, rm) that remote-store reads back identical.
-fn share_a_tree(cfg: &Path) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut theirs = BTreeMap::new();
-    theirs.insert("py/a.txt", b"hello from remote-store\n".to_vec());
-    theirs.insert("py/sub/b.bin", common::pattern(3 << 20, 7));
-    theirs.insert("py/sub/deep/c.txt", b"c".to_vec());
-    remote_store(cfg, &theirs);
-    let m = Mounted::start(cfg, "data", &["--metadata-ttl", "0"]);
-    let seen = tree_sums(&m.join("py"));
-    for (path, data) in &theirs {
-        assert_eq!(seen[path.strip_prefix("py/").unwrap()], common::sha256(data), "{path}");
-    }
-    let src = dir.path().join("src");
-    fs::create_dir_all(src.join("x/y")).unwrap();
-    fs::write(src.join("x/one.txt"), "one\n").unwrap();
-    fs::write(src.join("x/y/big.bin"), common::pattern(20 << 20, 3)).unwrap();
-    fs::write(src.join("x/y/gone.txt"), "to be removed").unwrap();
-    let (mnt, s) = (m.path.display().to_string(), src.display().to_string());
-    sh(&format!("cp -r {s}/x {mnt}/copied"));
-    sh(&format!("tar cf {s}/t.tar -C {s} x && mkdir {mnt}/untarred && tar xf {s}/t.tar -C {mnt}/untarred"));
-    sh(&format!("printf 'two\\n' >> {mnt}/copied/one.txt"));
-    sh(&format!("mv {mnt}/copied/y {mnt}/copied/moved"));
-    sh(&format!("rm {mnt}/copied/moved/gone.txt {mnt}/untarred/x/y/gone.txt"));
-    let ours = tree_sums(&m.path);
-    drop(m);
-    let after = remote_store(cfg, &BTreeMap::new());
-    assert_eq!(after, ours, "remote-store reads exactly the mount's tree");
-    assert_eq!(after.get("copied/one.txt"), Some(&common::sha256(b"one\ntwo\n")));
-}
-
 #[test]
 fn remote_store_and_a_sqlite_mount_share_a_tree() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("objects.db");
-    share_a_tree(&sql_config(dir.path(), &format!("sqlite:///{}", db.display()), ""));
+    share_a_tree(&sql_config(dir.path(), &format!("sqlite:///{}", db.display()), ""), &|_| {});
 }
 
 #[test]
 fn remote_store_and_a_postgresql_mount_share_a_tree() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    share_a_tree(&sql_config(dir.path(), &pg.url("+psycopg"), ""));
+    share_a_tree(&sql_config(dir.path(), &pg.url("+psycopg"), ""), &|_| {});
 }
 
 #[test]
@@ -121,23 +87,24 @@ fn bad_sql_stores_fail_fast_with_one_line() {
         ),
     ];
     for (cfg, expect) in cases {
-        let start = Instant::now();
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("data")
-            .arg(&mp)
-            .env_remove("RSTORE_CONFIG")
-            .output()
-            .unwrap();
-        let took = start.elapsed();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines.len(), 1, "one line: {err}");
-        assert!(lines[0].contains("store 'data'") && lines[0].contains(expect), "{expect}: {err}");
-        assert!(!err.contains(PASSWORD) && !err.contains("wrong-pw"), "no password in {err}");
-        assert!(took < Duration::from_secs(10), "took {took:?}");
-        assert!(!common::is_mounted(&mp));
+        assert_fails_fast(&cfg, &mp, expect, &[PASSWORD, "wrong-pw"]);
     }
+}
+
+/// remote-store has no directory rows, so an empty directory is not stored: it shows
+/// on this mount, and is gone after a remount; one with a file in it stays.
+#[test]
+fn an_empty_directory_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("objects.db");
+    let cfg = sql_config(dir.path(), &format!("sqlite:///{}", db.display()), "");
+    let m = Mounted::start(&cfg, "data", &[]);
+    fs::create_dir(m.join("empty")).unwrap();
+    fs::create_dir(m.join("full")).unwrap();
+    fs::write(m.join("full/f"), "f").unwrap();
+    assert!(m.join("empty").is_dir() && m.join("full").is_dir());
+    drop(m);
+    let m = Mounted::start(&cfg, "data", &[]);
+    assert!(!m.join("empty").exists());
+    assert_eq!(fs::read_to_string(m.join("full/f")).unwrap(), "f");
 }

@@ -17,11 +17,13 @@
 //! ETags: Azure quotes them in headers and not in listings; they are kept unquoted here
 //! (so the two compare equal) and quoted again when sent.
 //!
-//! Directory markers: the SDK cannot name a blob with a trailing `/` (it trims the name
-//! when it builds the URL), so a marker `dir/` is stored as Azure's own directory
-//! convention: an empty blob `dir` with metadata `hdi_isfolder=true`, as ADLS Gen2,
-//! Hadoop's WASB and adlfs write them and remote-store skips them. This file translates
-//! both ways, so the layers above see S3's `dir/` markers.
+//! Directory markers: Azure's own directory convention is an empty blob `dir` with
+//! metadata `hdi_isfolder=true` (ADLS Gen2 shows its real directories so through the
+//! Blob API; Hadoop's WASB and adlfs write them on flat accounts). Such blobs are read as
+//! S3's `dir/` markers. They are written only with `hns = true`, where they are real
+//! directories: on a flat account remote-store lists a folder blob as an empty file, so
+//! there an empty directory made through the mount is not stored (as remote-store has
+//! no directories but key prefixes; the SDK cannot name a blob `dir/` either).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -46,6 +48,8 @@ pub struct AzureStore {
     /// The SAS token the requests are signed with, if any: Copy Blob needs it on the
     /// source URL too (Azure authorizes a copy source only by SAS or in-account keys).
     sas: Option<String>,
+    /// `hns = true`: directory markers are stored as folder blobs (real directories).
+    hns: bool,
     /// Metadata of each multipart upload in progress, set on the blob at completion
     /// (Azure has no create-upload request to carry it).
     uploads: Mutex<HashMap<String, UserMeta>>,
@@ -77,11 +81,19 @@ impl AzureStore {
         };
         // Retries are ours (backend::retry): one policy, one budget for every store type.
         let builder = ClientBuilder::with_location(location, credentials).retry(RetryOptions::none());
-        Ok(Self { container: builder.container_client(o.container.clone()), sas, uploads: Mutex::new(HashMap::new()) })
+        let container = builder.container_client(o.container.clone());
+        Ok(Self { container, sas, hns: o.hns, uploads: Mutex::new(HashMap::new()) })
     }
 
     fn blob(&self, key: &str) -> BlobClient {
         self.container.blob_client(key)
+    }
+
+    /// The folder blob `name` as the marker `name/`, if there is one.
+    async fn folder_blob(&self, name: &str) -> Option<ObjectMeta> {
+        let r = self.blob(name).get_properties().await.ok()?;
+        let m = blob_meta(name, &r.blob);
+        m.key.ends_with('/').then_some(m)
     }
 }
 
@@ -257,7 +269,23 @@ impl ObjectStore for AzureStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        let r = self.blob(blob_name(key)).get_properties().await.map_err(classify)?;
+        let r = match self.blob(blob_name(key)).get_properties().await.map_err(classify) {
+            // No folder blob: a directory still exists while blobs lie under it.
+            Err(BackendError::NotFound) if key.ends_with('/') && !self.hns => {
+                let page = self.list_page(key, None, None, Some(1)).await?;
+                return match page.objects.is_empty() {
+                    true => Err(BackendError::NotFound),
+                    false => Ok(ObjectMeta {
+                        key: key.into(),
+                        size: 0,
+                        last_modified: SystemTime::UNIX_EPOCH,
+                        etag: None,
+                        user: None,
+                    }),
+                };
+            }
+            r => r?,
+        };
         let m = blob_meta(blob_name(key), &r.blob);
         // A folder blob answers only as a marker, a file only as a file.
         if m.key != key {
@@ -311,7 +339,7 @@ impl ObjectStore for AzureStore {
         // `dir` lies outside that prefix, so it is asked for beside the first page.
         let own_marker = async {
             match prefix.strip_suffix('/').filter(|_| first) {
-                Some(_) => self.head(prefix).await.ok(),
+                Some(name) => self.folder_blob(name).await,
                 None => None,
             }
         };
@@ -343,6 +371,17 @@ impl ObjectStore for AzureStore {
     }
 
     async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
+        if key.ends_with('/') && !self.hns {
+            // Not stored on a flat account (see above).
+            let now = SystemTime::now();
+            return Ok(ObjectMeta {
+                key: key.into(),
+                size: 0,
+                last_modified: now,
+                etag: None,
+                user: Some(user.clone()),
+            });
+        }
         let size = body.len() as u64;
         let mut put = self.blob(blob_name(key)).put_block_blob(body).metadata(metadata_for(key, user));
         if let Some(c) = condition(cond) {
@@ -400,6 +439,9 @@ impl ObjectStore for AzureStore {
     }
 
     async fn copy(&self, src: &str, dst: &str) -> Result<Option<String>> {
+        if src.ends_with('/') && !self.hns {
+            return Ok(None);
+        }
         let mut source = self.blob(blob_name(src)).url().map_err(classify)?;
         if let Some(sas) = &self.sas {
             source.set_query(Some(sas));
@@ -427,11 +469,18 @@ impl ObjectStore for AzureStore {
     }
 
     async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
+        if key.ends_with('/') && !self.hns {
+            return Err(BackendError::NotFound); // the caller then "puts" the marker: nothing
+        }
         self.blob(blob_name(key)).set_metadata().metadata(metadata_for(key, user)).await.map_err(classify)?;
         self.head(key).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        // A marker is a folder blob or nothing: a file of the same name stays.
+        if key.ends_with('/') && self.head(key).await.map(|m| m.etag.is_none()).unwrap_or(true) {
+            return Ok(());
+        }
         match self.blob(blob_name(key)).delete().await.map_err(classify) {
             Ok(_) | Err(BackendError::NotFound) => Ok(()),
             Err(e) => Err(e),

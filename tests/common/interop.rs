@@ -19,6 +19,10 @@ with Registry(cfg) as reg:
         st.write(path, bytes.fromhex(hexdata), overwrite=True)
     out = {}
     for info in st.list_files("", recursive=True):
+        # remote-store's S3 listing also yields directory markers (`dir/` objects, which
+        # the mount writes on mkdir, as s3fs-fuse does), and then calls them folders.
+        if st.is_folder(str(info.path)):
+            continue
         out[str(info.path)] = hashlib.sha256(st.read_bytes(str(info.path))).hexdigest()
     print(json.dumps(out))
 "#;
@@ -62,4 +66,69 @@ pub fn tree_sums(root: &Path) -> BTreeMap<String, String> {
 pub fn sh(cmd: &str) {
     let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
     assert!(st.success(), "{cmd}");
+}
+
+/// The interop scenario every backend type runs: remote-store writes a tree that the
+/// mount lists and reads byte-identical; the mount writes a tree (`cp -r`, `tar x`,
+/// append, rename, rm, then `more` on the mount path) that remote-store reads back
+/// identical, file for file. `cfg` names a store `data`.
+pub fn share_a_tree(cfg: &Path, more: &dyn Fn(&Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut theirs = BTreeMap::new();
+    theirs.insert("py/a.txt", b"hello from remote-store\n".to_vec());
+    theirs.insert("py/sub/b.bin", super::pattern(3 << 20, 7));
+    theirs.insert("py/sub/deep/c.txt", b"c".to_vec());
+    remote_store(cfg, &theirs);
+    let m = super::Mounted::start(cfg, "data", &["--metadata-ttl", "0"]);
+    let mut names: Vec<String> =
+        fs::read_dir(m.join("py/sub")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["b.bin", "deep"]);
+    let seen = tree_sums(&m.join("py"));
+    for (path, data) in &theirs {
+        assert_eq!(seen[path.strip_prefix("py/").unwrap()], super::sha256(data), "{path}");
+    }
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("x/y")).unwrap();
+    fs::write(src.join("x/one.txt"), "one\n").unwrap();
+    fs::write(src.join("x/y/big.bin"), super::pattern(20 << 20, 3)).unwrap();
+    fs::write(src.join("x/y/gone.txt"), "to be removed").unwrap();
+    let (mnt, s) = (m.path.display().to_string(), src.display().to_string());
+    sh(&format!("cp -r {s}/x {mnt}/copied"));
+    sh(&format!("tar cf {s}/t.tar -C {s} x && mkdir {mnt}/untarred && tar xf {s}/t.tar -C {mnt}/untarred"));
+    sh(&format!("printf 'two\\n' >> {mnt}/copied/one.txt"));
+    sh(&format!("mv {mnt}/copied/y {mnt}/copied/moved"));
+    sh(&format!("rm {mnt}/copied/moved/gone.txt {mnt}/untarred/x/y/gone.txt"));
+    more(&m.path);
+    let ours = tree_sums(&m.path);
+    drop(m);
+    let after = remote_store(cfg, &BTreeMap::new());
+    assert_eq!(after, ours, "remote-store reads exactly the mount's tree");
+    assert_eq!(after.get("copied/one.txt"), Some(&super::sha256(b"one\ntwo\n")));
+}
+
+/// Runs the mount on `cfg` (store `data`) at `mp` and checks the bad-input rule: exit 1
+/// with one line naming the store and `expect`, none of `secrets` in it, within 10 s,
+/// nothing mounted.
+pub fn assert_fails_fast(cfg: &Path, mp: &Path, expect: &str, secrets: &[&str]) {
+    let start = std::time::Instant::now();
+    let out = Command::new(super::BIN)
+        .arg("--config")
+        .arg(cfg)
+        .arg("data")
+        .arg(mp)
+        .env_remove("RSTORE_CONFIG")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].contains("store 'data'") && lines[0].contains(expect), "{expect}: {err}");
+    for s in secrets {
+        assert!(!err.contains(s), "a secret in {err}");
+    }
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(!super::is_mounted(mp), "nothing mounted");
 }
