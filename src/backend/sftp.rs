@@ -602,24 +602,37 @@ impl ObjectStore for SftpStore {
             Ok(h) => h.handle,
             Err(e) => return Err(self.fail(e).await),
         };
+        // A server may answer a read with fewer bytes than asked (its own limit): each
+        // chunk asks again for the rest until it is whole or the file ends.
         let reads = (range.start..range.end).step_by(CHUNK).map(|at| {
-            let len = CHUNK.min((range.end - at) as usize) as u32;
+            let len = CHUNK.min((range.end - at) as usize);
             let (sftp, handle) = (&c.sftp, handle.clone());
-            async move { sftp.read(handle, at, len).await.map(|d| (at, d.data)) }
+            async move {
+                let mut buf = Vec::with_capacity(len);
+                while buf.len() < len {
+                    match sftp.read(handle.clone(), at + buf.len() as u64, (len - buf.len()) as u32).await {
+                        Ok(d) if d.data.is_empty() => break,
+                        Ok(d) => buf.extend_from_slice(&d.data),
+                        Err(e) if status(&e) == Some(StatusCode::Eof) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok((at, buf))
+            }
         });
         let parts: std::result::Result<Vec<(u64, Vec<u8>)>, _> =
             futures::stream::iter(reads).buffered(IN_FLIGHT).try_collect().await;
         let _ = c.sftp.close(handle.as_str()).await;
         let parts = match parts {
             Ok(p) => p,
-            // A file that shrank meanwhile ends early: what is there is returned.
-            Err(e) if status(&e) == Some(StatusCode::Eof) => Vec::new(),
             Err(e) => return Err(self.fail(e).await),
         };
         let mut out = Vec::with_capacity((range.end - range.start) as usize);
         for (at, data) in parts {
+            // A file that shrank meanwhile ends early: what is there is returned (the
+            // caller sees a short body and asks again).
             if at != range.start + out.len() as u64 {
-                break; // a short read left a gap: the caller asks again
+                break;
             }
             out.extend_from_slice(&data);
         }
