@@ -550,3 +550,38 @@ fn sftp_server_conforms() {
         assert_eq!(by_key.get_range("r/e/y", 0..1, None).await.unwrap(), &b"x"[..]);
     });
 }
+
+/// remote-store also takes a table of only `key` and `data` (create_table = false):
+/// files read and write, size comes from the data, nothing else is stored.
+#[test]
+fn a_sqlite_table_of_only_key_and_data_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("min.db");
+    let made = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE bare (key TEXT PRIMARY KEY, data BLOB NOT NULL); INSERT INTO bare VALUES ('old/a.txt', X'616263');")
+        .status()
+        .unwrap();
+    assert!(made.success(), "sqlite3");
+    let o = SqlOptions {
+        url: Secret::new(format!("sqlite:///{}", db.display())),
+        table_name: "bare".into(),
+        create_table: false,
+        max_blob_size: None,
+    };
+    common::rt().block_on(async {
+        let s: DynStore = Arc::new(rstore_mount::backend::SqlStore::new(&o).unwrap());
+        s.check().await.unwrap();
+        assert_eq!(s.head("old/a.txt").await.unwrap().size, 3);
+        assert_eq!(s.get_range("old/a.txt", 1..3, None).await.unwrap(), &b"bc"[..]);
+        let page = s.list_page("", Some("/"), None, None).await.unwrap();
+        assert_eq!(page.prefixes, ["old/"]);
+        s.put("new/b.bin", Bytes::from_static(b"12345")).await.unwrap();
+        s.copy("new/b.bin", "new/c.bin").await.unwrap();
+        assert_eq!(s.get_range("new/c.bin", 0..10, None).await.unwrap(), &b"12345"[..]);
+        let user: UserMeta = [("mode".to_string(), "33188".to_string())].into();
+        assert!(matches!(s.set_user_meta("new/b.bin", &user).await, Err(BackendError::Unsupported(_))));
+        s.delete("new/b.bin").await.unwrap();
+        assert_eq!(s.head("new/b.bin").await.unwrap_err(), BackendError::NotFound);
+    });
+}

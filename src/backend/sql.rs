@@ -39,6 +39,10 @@ pub struct SqlStore {
     create_table: bool,
     /// sqlx's form of the URL (may hold a password), for the start check's own connection.
     url: crate::config::Secret,
+    /// Whether the table has remote-store's optional columns (`size`, `modified_at`,
+    /// `user_metadata`); remote-store also takes a table of only `key` and `data`, which
+    /// then holds no modes or times. Known after `check`.
+    full: std::sync::atomic::AtomicBool,
     max_blob_size: Option<u64>,
     uploads: Mutex<HashMap<String, Upload>>,
     shown: String,
@@ -139,6 +143,7 @@ impl SqlStore {
             sqlite,
             create_table: o.create_table,
             url: crate::config::Secret::new(url.clone()),
+            full: std::sync::atomic::AtomicBool::new(true),
             collate: if sqlite { "" } else { " COLLATE \"C\"" },
             max_blob_size: o.max_blob_size,
             uploads: Mutex::new(HashMap::new()),
@@ -163,8 +168,22 @@ impl SqlStore {
     }
 
     /// The columns a listing or HEAD reads (never `data`).
-    fn info_columns(&self) -> &'static str {
-        "key, CAST(size AS BIGINT) AS size, CAST(modified_at AS DOUBLE PRECISION) AS modified_at, user_metadata"
+    fn full(&self) -> bool {
+        self.full.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Size and time as columns named `size` and `modified_at` (computed on a table of
+    /// only `key` and `data`).
+    fn size_time_columns(&self) -> &'static str {
+        match self.full() {
+            true => "CAST(size AS BIGINT) AS size, CAST(modified_at AS DOUBLE PRECISION) AS modified_at",
+            false => "CAST(LENGTH(data) AS BIGINT) AS size, CAST(0 AS DOUBLE PRECISION) AS modified_at",
+        }
+    }
+
+    fn info_columns(&self) -> String {
+        let meta = if self.full() { "user_metadata" } else { "CAST(NULL AS TEXT) AS user_metadata" };
+        format!("key, {}, {meta}", self.size_time_columns())
     }
 
     fn too_large(&self, size: u64) -> Option<BackendError> {
@@ -178,8 +197,9 @@ impl SqlStore {
             return Err(e);
         }
         let size = body.len() as i64;
-        // Distinct from any earlier write's time, so that the ETag changes.
-        let now = seconds(SystemTime::now());
+        // Distinct from any earlier write's time, so that the ETag changes (a table
+        // without `modified_at` has only the size to tell versions apart).
+        let now = if self.full() { seconds(SystemTime::now()) } else { 0.0 };
         let meta = (!user.is_empty()).then(|| serde_json::to_string(user).expect("strings serialize"));
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let q = format!("SELECT {} FROM {} WHERE key = $1", self.info_columns(), self.table);
@@ -188,25 +208,24 @@ impl SqlStore {
         if !cond.holds(current.as_ref()) {
             return Err(BackendError::PreconditionFailed);
         }
-        let q = match current {
-            Some(_) => format!(
+        let update = current.is_some();
+        let q = match (update, self.full()) {
+            (true, true) => format!(
                 "UPDATE {} SET data = $2, size = $3, modified_at = $4, user_metadata = $5 WHERE key = $1",
                 self.table
             ),
-            None => format!(
+            (false, true) => format!(
                 "INSERT INTO {} (key, data, size, modified_at, user_metadata) VALUES ($1, $2, $3, $4, $5)",
                 self.table
             ),
+            (true, false) => format!("UPDATE {} SET data = $2 WHERE key = $1", self.table),
+            (false, false) => format!("INSERT INTO {} (key, data) VALUES ($1, $2)", self.table),
         };
-        sqlx::query(&q)
-            .bind(key)
-            .bind(body)
-            .bind(size)
-            .bind(now)
-            .bind(meta)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let mut query = sqlx::query(&q).bind(key).bind(body);
+        if self.full() {
+            query = query.bind(size).bind(now).bind(meta);
+        }
+        query.execute(&mut *tx).await.map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         Ok(ObjectMeta {
             key: key.into(),
@@ -246,6 +265,11 @@ impl ObjectStore for SqlStore {
         }
         let q = format!("SELECT key, data FROM {} WHERE 1 = 0", self.table);
         sqlx::query(&q).fetch_optional(&self.pool).await.map_err(classify)?;
+        let q = format!("SELECT size, modified_at, user_metadata FROM {} WHERE 1 = 0", self.table);
+        if sqlx::query(&q).fetch_optional(&self.pool).await.is_err() {
+            tracing::warn!(table = %self.table, "the table has only key and data: modes, owners and times are not stored");
+            self.full.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -273,8 +297,8 @@ impl ObjectStore for SqlStore {
         // SUBSTR on a BLOB / SUBSTRING on a BYTEA counts bytes from 1.
         let len = range.end.saturating_sub(range.start) as i64;
         let q = format!(
-            "SELECT CAST(size AS BIGINT) AS size, CAST(modified_at AS DOUBLE PRECISION) AS modified_at, \
-             SUBSTR(data, CAST($2 AS INTEGER), CAST($3 AS INTEGER)) AS part FROM {} WHERE key = $1",
+            "SELECT {}, SUBSTR(data, CAST($2 AS INTEGER), CAST($3 AS INTEGER)) AS part FROM {} WHERE key = $1",
+            self.size_time_columns(),
             self.table
         );
         let row = sqlx::query(&q)
@@ -436,12 +460,19 @@ impl ObjectStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let del = format!("DELETE FROM {} WHERE key = $1", self.table);
         sqlx::query(&del).bind(dst).execute(&mut *tx).await.map_err(classify)?;
-        let q = format!(
-            "INSERT INTO {t} (key, data, size, modified_at, content_type, digest, extra, user_metadata) \
-             SELECT $1, data, size, $3, content_type, digest, extra, user_metadata FROM {t} WHERE key = $2",
-            t = self.table
-        );
-        let done = sqlx::query(&q).bind(dst).bind(src).bind(now).execute(&mut *tx).await.map_err(classify)?;
+        let q = match self.full() {
+            true => format!(
+                "INSERT INTO {t} (key, data, size, modified_at, content_type, digest, extra, user_metadata) \
+                 SELECT $1, data, size, $3, content_type, digest, extra, user_metadata FROM {t} WHERE key = $2",
+                t = self.table
+            ),
+            false => format!("INSERT INTO {t} (key, data) SELECT $1, data FROM {t} WHERE key = $2", t = self.table),
+        };
+        let mut query = sqlx::query(&q).bind(dst).bind(src);
+        if self.full() {
+            query = query.bind(now);
+        }
+        let done = query.execute(&mut *tx).await.map_err(classify)?;
         if done.rows_affected() == 0 {
             return Err(BackendError::NotFound);
         }
@@ -452,6 +483,9 @@ impl ObjectStore for SqlStore {
     async fn set_user_meta(&self, key: &str, user: &UserMeta) -> Result<ObjectMeta> {
         if key.ends_with('/') {
             return Err(BackendError::NotFound);
+        }
+        if !self.full() {
+            return Err(BackendError::Unsupported("the table has no user_metadata column".into()));
         }
         let meta = (!user.is_empty()).then(|| serde_json::to_string(user).expect("strings serialize"));
         let q = format!("UPDATE {} SET user_metadata = $2, modified_at = $3 WHERE key = $1", self.table);
