@@ -269,23 +269,16 @@ impl ObjectStore for AzureStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        let r = match self.blob(blob_name(key)).get_properties().await.map_err(classify) {
-            // No folder blob: a directory still exists while blobs lie under it.
-            Err(BackendError::NotFound) if key.ends_with('/') && !self.hns => {
-                let page = self.list_page(key, None, None, Some(1)).await?;
-                return match page.objects.is_empty() {
-                    true => Err(BackendError::NotFound),
-                    false => Ok(ObjectMeta {
-                        key: key.into(),
-                        size: 0,
-                        last_modified: SystemTime::UNIX_EPOCH,
-                        etag: None,
-                        user: None,
-                    }),
-                };
-            }
-            r => r?,
-        };
+        if key.ends_with('/') && !self.hns {
+            // A folder blob if there is one (the listing asks for it beside its first
+            // page), else a directory exists while blobs lie under it: one round trip.
+            return match self.list_page(key, None, None, Some(1)).await?.objects.into_iter().next() {
+                Some(m) if m.key == key => Ok(m),
+                Some(_) => Ok(ObjectMeta::unstored_marker(key, SystemTime::UNIX_EPOCH, None)),
+                None => Err(BackendError::NotFound),
+            };
+        }
+        let r = self.blob(blob_name(key)).get_properties().await.map_err(classify)?;
         let m = blob_meta(blob_name(key), &r.blob);
         // A folder blob answers only as a marker, a file only as a file.
         if m.key != key {
@@ -373,14 +366,7 @@ impl ObjectStore for AzureStore {
     async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         if key.ends_with('/') && !self.hns {
             // Not stored on a flat account (see above).
-            let now = SystemTime::now();
-            return Ok(ObjectMeta {
-                key: key.into(),
-                size: 0,
-                last_modified: now,
-                etag: None,
-                user: Some(user.clone()),
-            });
+            return Ok(ObjectMeta::unstored_marker(key, SystemTime::now(), Some(user.clone())));
         }
         let size = body.len() as u64;
         let mut put = self.blob(blob_name(key)).put_block_blob(body).metadata(metadata_for(key, user));
@@ -400,7 +386,7 @@ impl ObjectStore for AzureStore {
     async fn create_multipart_with(&self, _key: &str, user: &UserMeta) -> Result<String> {
         // Fixed width, unique per process and upload: block IDs of one blob must all be
         // the same length, and a blob's uncommitted blocks from other uploads must not mix.
-        let id = format!("{:016x}", rand_id());
+        let id = super::random_hex(8);
         self.uploads.lock().expect("poisoned").insert(id.clone(), user.clone());
         Ok(id)
     }
@@ -486,13 +472,6 @@ impl ObjectStore for AzureStore {
             Err(e) => Err(e),
         }
     }
-}
-
-/// 64 random bits for an upload ID.
-fn rand_id() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("no randomness from the OS");
-    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]

@@ -137,13 +137,7 @@ impl ObjectStore for HttpStore {
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         // A directory's marker, once its index page answered (see `list_page`).
         if key.is_empty() || key.ends_with('/') {
-            return Ok(ObjectMeta {
-                key: key.into(),
-                size: 0,
-                last_modified: SystemTime::UNIX_EPOCH,
-                etag: None,
-                user: None,
-            });
+            return Ok(ObjectMeta::unstored_marker(key, SystemTime::UNIX_EPOCH, None));
         }
         let r = self.head_response(key).await?;
         if !r.status().is_success() {

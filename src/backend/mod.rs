@@ -58,6 +58,31 @@ pub struct ObjectMeta {
     pub user: Option<UserMeta>,
 }
 
+impl ObjectMeta {
+    /// A directory marker `key` (ending with `/`) that no object holds: what a store
+    /// without marker objects (sql-blob, a flat Azure account, http) answers for a
+    /// directory. No ETag; `user` is what the caller meant to store, if anything.
+    pub fn unstored_marker(key: &str, last_modified: SystemTime, user: Option<UserMeta>) -> Self {
+        Self { key: key.into(), size: 0, last_modified, etag: None, user }
+    }
+}
+
+/// The marker of directory `prefix` (`dir/`) on a store that keeps none: it exists
+/// while an object lies under it (one LIST of one key), else `NotFound`.
+pub(crate) async fn implied_dir(store: &dyn ObjectStore, prefix: &str) -> Result<ObjectMeta> {
+    match store.list_page(prefix, None, None, Some(1)).await?.objects.is_empty() {
+        true => Err(BackendError::NotFound),
+        false => Ok(ObjectMeta::unstored_marker(prefix, SystemTime::UNIX_EPOCH, None)),
+    }
+}
+
+/// `bytes` random bytes as lower-case hex (upload IDs, temporary names), from the OS.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("no randomness from the OS");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// One page of a delimited listing.
 #[derive(Clone, Debug, Default)]
 pub struct ListPage {

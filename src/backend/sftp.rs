@@ -242,10 +242,7 @@ impl SftpStore {
     /// A temporary name beside `path`, hidden (dot) and unique.
     fn temp_beside(path: &str) -> String {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let mut b = [0u8; 6];
-        let _ = getrandom::fill(&mut b);
-        let tag: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        format!("{dir}/.{name}.rstore-{tag}")
+        format!("{dir}/.{name}.rstore-{}", super::random_hex(6))
     }
 
     /// Sets owner, mode and times on `path` as far as the server lets us (a chown to

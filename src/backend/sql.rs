@@ -276,17 +276,7 @@ impl ObjectStore for SqlStore {
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         if key.ends_with('/') {
             // No directory rows (see above): a directory exists while keys lie under it.
-            let page = self.list_page(key, None, None, Some(1)).await?;
-            return match page.objects.is_empty() {
-                true => Err(BackendError::NotFound),
-                false => Ok(ObjectMeta {
-                    key: key.into(),
-                    size: 0,
-                    last_modified: SystemTime::UNIX_EPOCH,
-                    etag: None,
-                    user: None,
-                }),
-            };
+            return super::implied_dir(self, key).await;
         }
         let q = format!("SELECT {} FROM {} WHERE key = $1", self.info_columns(), self.table);
         let row = sqlx::query(&q).bind(key).fetch_optional(&self.pool).await.map_err(classify)?;
@@ -386,21 +376,13 @@ impl ObjectStore for SqlStore {
     async fn put_if(&self, key: &str, body: Bytes, user: &UserMeta, cond: &Condition) -> Result<ObjectMeta> {
         if key.ends_with('/') {
             // A directory marker: not stored (see above).
-            return Ok(ObjectMeta {
-                key: key.into(),
-                size: 0,
-                last_modified: SystemTime::now(),
-                etag: None,
-                user: Some(user.clone()),
-            });
+            return Ok(ObjectMeta::unstored_marker(key, SystemTime::now(), Some(user.clone())));
         }
         self.write_row(key, body.to_vec(), user, cond).await
     }
 
     async fn create_multipart_with(&self, _key: &str, user: &UserMeta) -> Result<String> {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).map_err(|e| BackendError::Other(format!("no randomness: {e}")))?;
-        let id = format!("{:016x}", u64::from_le_bytes(b));
+        let id = super::random_hex(8);
         let upload = Upload { user: user.clone(), parts: HashMap::new(), bytes: 0 };
         self.uploads.lock().expect("poisoned").insert(id.clone(), upload);
         Ok(id)
