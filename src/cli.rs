@@ -99,9 +99,19 @@ pub struct Args {
     /// $XDG_CACHE_HOME/rstore-mount, or /var/cache/rstore for root
     #[arg(long, value_name = "DIR", help_heading = "Caching and consistency")]
     pub cache_dir: Option<PathBuf>,
-    /// Space staged files of all mounted stores may take together; past it writes fail with ENOSPC
+    /// Space staged files and cached data (--cache) of all mounted stores may take
+    /// together; cached data is evicted first (least recently used), and past it
+    /// writes fail with ENOSPC
     #[arg(long, default_value = "10G", value_name = "SIZE", help_heading = "Caching and consistency")]
     pub max_cache_size: String,
+    /// Keep object data read (and written) in DIR, across reads, remounts and restarts:
+    /// blocks keyed by object and ETag, checked by checksum, one mount process per DIR
+    #[arg(long, value_name = "DIR", help_heading = "Caching and consistency")]
+    pub cache: Option<PathBuf>,
+    /// With --cache: serve reads of wholly cached files from this process, instead of
+    /// letting the kernel read the cached file itself (FUSE passthrough: Linux ≥ 6.9, root)
+    #[arg(long, help_heading = "Caching and consistency")]
+    pub no_passthrough: bool,
 
     /// Memory budget of all mounted stores for read-ahead and upload buffers (e.g. 512M;
     /// default: 1/8 of RAM, ≥ 256M)
@@ -192,6 +202,9 @@ fn run(args: Args) -> Result<(), Failure> {
         metrics_addr: args.metrics_addr,
         request_timeout: args.request_timeout(),
         drain_timeout: args.drain_timeout(),
+        // Absolute: the background process does not run in this directory.
+        cache: args.cache.as_deref().map(std::path::absolute).transpose().map_err(|e| format!("--cache: {e}"))?,
+        passthrough: !args.no_passthrough,
         log: match &args.log_file {
             Some(path) => LogFile { path: path.clone(), explicit: true },
             None => LogFile { path: default_log_file(), explicit: false },
@@ -381,6 +394,7 @@ fn fs_options(a: &Args) -> Result<FsOptions, Failure> {
         max_memory,
         conditional_writes: false, // probed per store when mounting
         known_file: None,          // set per store when mounting
+        data_cache: None,          // opened when mounting (--cache)
     })
 }
 

@@ -32,13 +32,68 @@ pub struct FuseAdapter {
     /// `store{name=…}` around every request, so a line in a log shared by several stores
     /// (`--all`) says which store it is about. Error level: present whatever the filter.
     span: tracing::Span,
+    /// Ask the kernel for FUSE passthrough (`--cache` without `--no-passthrough`).
+    want_passthrough: bool,
+    backings: Arc<Backings>,
+}
+
+/// The cached files registered with the kernel for passthrough handles. The kernel
+/// wants one backing file per inode for all its passthrough handles, and the
+/// registration must outlive every handle opened with it (fuser's `BackingId` docs), so
+/// each is kept, counted, until the last of its handles is released.
+#[derive(Default)]
+struct Backings {
+    /// (inode, cache entry id) → the registration and its open handles.
+    by_file: std::sync::Mutex<std::collections::HashMap<(u64, u64), (fuser::BackingId, u32)>>,
+    /// Passthrough handle → (inode, cache entry id).
+    by_handle: std::sync::Mutex<std::collections::HashMap<u64, (u64, u64)>>,
+}
+
+impl Backings {
+    /// Answers open of passthrough handle `fh` with its cached file as the backing file;
+    /// gives `reply` back when the kernel refuses the registration (not root, say).
+    fn reply(
+        &self,
+        ino: u64,
+        fh: u64,
+        (id, file): (u64, std::fs::File),
+        flags: FopenFlags,
+        reply: ReplyOpen,
+    ) -> Result<(), (ReplyOpen, io::Error)> {
+        let mut by_file = self.by_file.lock().unwrap();
+        let entry = match by_file.entry((ino, id)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => match reply.open_backing(&file) {
+                Ok(b) => v.insert((b, 0)),
+                Err(e) => return Err((reply, e)),
+            },
+        };
+        entry.1 += 1;
+        self.by_handle.lock().unwrap().insert(fh, (ino, id));
+        reply.opened_passthrough(FileHandle(fh), flags, &entry.0);
+        Ok(())
+    }
+
+    /// Handle `fh` was released: its registration goes with the last handle using it.
+    fn release(&self, fh: u64) {
+        let Some(k) = self.by_handle.lock().unwrap().remove(&fh) else { return };
+        let mut by_file = self.by_file.lock().unwrap();
+        if let Some(e) = by_file.get_mut(&k) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                by_file.remove(&k);
+            }
+        }
+    }
 }
 
 impl FuseAdapter {
     /// `drain`: how long unmounting waits for uploads still open (`--drain-timeout`).
-    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, ttl: Duration, drain: Duration) -> Self {
+    /// `passthrough`: ask the kernel to read wholly cached files itself (FUSE
+    /// passthrough, Linux ≥ 6.9; registering a file needs CAP_SYS_ADMIN).
+    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, ttl: Duration, drain: Duration, passthrough: bool) -> Self {
         let span = tracing::error_span!("store", name = %fs.store_name());
-        Self { fs, rt, ttl, drain, span }
+        Self { fs, rt, ttl, drain, span, want_passthrough: passthrough, backings: Arc::default() }
     }
 
     /// Runs one request as a task, inside the store's span and a debug-level span named
@@ -135,6 +190,17 @@ impl Filesystem for FuseAdapter {
         }
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_READAHEAD);
+        // Passthrough needs the capability and a stacking depth of 1 (the cache
+        // directory is on a plain file system); the kernel turns it off if it cannot.
+        if self.want_passthrough {
+            match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok()
+            {
+                true => self.fs.enable_passthrough(),
+                false => tracing::info!(
+                    "the kernel offers no FUSE passthrough (Linux ≥ 6.9); cached files are served by this process"
+                ),
+            }
+        }
         Ok(())
     }
 
@@ -331,10 +397,23 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (mode, pid) = (OpenMode::from_flags(flags.0), req.pid());
+        let backings = self.backings.clone();
         self.spawn("open", move |fs| async move {
-            match fs.open(ino.0, mode, pid).await {
-                Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
-                Err(e) => reply.error(errno(&fs, &e)),
+            let o = match fs.open(ino.0, mode, pid).await {
+                Ok(o) => o,
+                Err(e) => return reply.error(errno(&fs, &e)),
+            };
+            let file = match o.passthrough {
+                true => fs.passthrough_file(o.fh).await,
+                false => None,
+            };
+            let Some(file) = file else { return reply.opened(FileHandle(o.fh), fopen_flags(&o)) };
+            if let Err((reply, e)) = backings.reply(ino.0, o.fh, file, fopen_flags(&o), reply) {
+                tracing::warn!(error = %e, "the kernel refused a passthrough file (needs root); cached files are served by this process");
+                fs.passthrough_refused(o.fh).await;
+                reply.opened(FileHandle(o.fh), fopen_flags(&o));
+            } else {
+                crate::metrics::get().data_cache.passthrough_opens.inc();
             }
         });
     }
@@ -405,7 +484,12 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.spawn("release", move |fs| async move { empty(&fs, reply, fs.release(fh.0).await) });
+        let backings = self.backings.clone();
+        self.spawn("release", move |fs| async move {
+            let result = fs.release(fh.0).await;
+            backings.release(fh.0);
+            empty(&fs, reply, result)
+        });
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub parts_in_flight: Gauge,
     memory_reserved: Gauge,
     errors: Family<Labels, Counter>,
+    /// The persistent data cache (`--cache`), process-wide.
+    pub data_cache: DataCacheMetrics,
     stores: std::sync::Mutex<std::collections::HashMap<String, Arc<StoreMetrics>>>,
 }
 
@@ -42,6 +44,7 @@ impl Metrics {
             parts_in_flight: Gauge::default(),
             memory_reserved: Gauge::default(),
             errors: Family::default(),
+            data_cache: DataCacheMetrics::default(),
             registry: Registry::default(),
             stores: Default::default(),
         };
@@ -57,6 +60,7 @@ impl Metrics {
         registry.register("upload_parts_in_flight", "Upload parts being sent now", m.parts_in_flight.clone());
         registry.register("memory_reserved_bytes", "Bytes reserved from --max-memory", m.memory_reserved.clone());
         registry.register("fuse_errors", "Errors returned to programs, by store and errno", m.errors.clone());
+        m.data_cache.register(&mut registry);
         Self { registry, ..m }
     }
 
@@ -65,6 +69,52 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// What the persistent data cache (`--cache`) did: `rstore_cache_*`.
+#[derive(Debug, Default)]
+pub struct DataCacheMetrics {
+    /// Reads of object data served from cached blocks.
+    pub hits: Counter,
+    /// Reads of object data not (wholly) cached: fetched from the store.
+    pub misses: Counter,
+    /// Bytes the daemon served from cached blocks (passthrough reads never reach it).
+    pub served_bytes: Counter,
+    /// Bytes written into the cache.
+    pub stored_bytes: Counter,
+    /// Blocks evicted to stay under `--max-cache-size`.
+    pub evictions: Counter,
+    /// Cached blocks whose bytes failed their checksum (then fetched again).
+    pub corrupt_blocks: Counter,
+    /// Opens answered with the cached file as the kernel's backing file.
+    pub passthrough_opens: Counter,
+    /// Opens of a wholly cached file served by the daemon instead (see the log at debug).
+    pub daemon_opens: Counter,
+    /// Bytes on disk: cached data, its index and staged files.
+    pub disk_bytes: Gauge,
+}
+
+impl DataCacheMetrics {
+    fn register(&self, r: &mut Registry) {
+        let counters = [
+            ("cache_hits", "Object data reads served from the data cache", &self.hits),
+            ("cache_misses", "Object data reads the data cache could not serve", &self.misses),
+            ("cache_served_bytes", "Bytes the daemon served from the data cache", &self.served_bytes),
+            ("cache_stored_bytes", "Bytes written into the data cache", &self.stored_bytes),
+            ("cache_evictions", "Data cache blocks evicted for space", &self.evictions),
+            ("cache_corrupt_blocks", "Data cache blocks that failed their checksum", &self.corrupt_blocks),
+            (
+                "cache_passthrough_opens",
+                "Opens served by FUSE passthrough from the data cache",
+                &self.passthrough_opens,
+            ),
+            ("cache_daemon_opens", "Opens of wholly cached files served by the daemon", &self.daemon_opens),
+        ];
+        for (name, help, c) in counters {
+            r.register(name, help, c.clone());
+        }
+        r.register("cache_disk_bytes", "Bytes of cached data and staged files on disk", self.disk_bytes.clone());
     }
 }
 
@@ -146,6 +196,7 @@ fn errno_name(e: i32) -> &'static str {
         libc::EROFS => "EROFS",
         libc::ENOTSUP => "ENOTSUP",
         libc::EBUSY => "EBUSY",
+        libc::ETXTBSY => "ETXTBSY",
         libc::ESTALE => "ESTALE",
         libc::EBADF => "EBADF",
         libc::EIO => "EIO",

@@ -45,6 +45,10 @@ pub struct MountSettings {
     pub drain_timeout: Duration,
     /// Where the background process logs.
     pub log: LogFile,
+    /// The persistent data cache's directory (`--cache`); `None`: no data cache.
+    pub cache: Option<PathBuf>,
+    /// Let the kernel read wholly cached files itself (FUSE passthrough).
+    pub passthrough: bool,
 }
 
 /// The background process's log: its stderr is this file, opened for appending.
@@ -230,6 +234,11 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
         n => n,
     });
     let staging = StagingArea::new(&req.opts.staging);
+    // Cached data shares --max-cache-size with staged files (and gives way to them).
+    let data_cache = match &req.settings.cache {
+        Some(dir) => Some(crate::data::DataCache::open(dir, staging.disk().clone())?),
+        None => None,
+    };
     if let Some(addr) = req.settings.metrics_addr {
         let bound = rt
             .block_on(crate::metrics::serve(addr, budget.clone()))
@@ -247,12 +256,19 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
             store_name: t.store.name.clone(),
             conditional_writes,
             known_file,
+            data_cache: data_cache.as_ref().and_then(|c| t.store.identity().map(|id| c.store(&id))),
             read_only: read_only(t),
             ..req.opts.clone()
         };
         let config = fuse_config(&t.store.name, &opts, &req.settings);
         let fs = Arc::new(Fs::sharing(store, opts, budget.clone(), staging.clone()));
-        let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl, req.settings.drain_timeout);
+        let adapter = FuseAdapter::new(
+            fs.clone(),
+            rt.handle().clone(),
+            ttl,
+            req.settings.drain_timeout,
+            data_cache.is_some() && req.settings.passthrough,
+        );
         // Resolved before mounting: afterwards a stat of it would wait on this very session.
         let resolved = std::fs::canonicalize(&t.mountpoint).unwrap_or_else(|_| t.mountpoint.clone());
         // On failure the mounts made so far are dropped, which unmounts them: all or nothing.

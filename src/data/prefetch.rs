@@ -1,13 +1,15 @@
 //! Per-handle read-ahead: sequential readers get a window that starts small and doubles
 //! up to a cap, split into parts fetched by parallel ranged GETs and consumed in order;
-//! random readers get just the range they asked for.
+//! random readers get just the range they asked for. With the data cache on, parts
+//! are whole cache blocks, read from the cache when it holds them and written to it
+//! behind the read otherwise.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
-use super::{MemoryBudget, Reservation, MIB};
+use super::{MemoryBudget, Reservation, StoreCache, MIB};
 use crate::backend::{get_exact, BackendError, DynStore, Result};
 
 #[derive(Clone, Debug)]
@@ -114,6 +116,8 @@ pub struct Prefetcher {
     window: u64,
     /// Where the previous read ended, to tell sequential from random access.
     last_end: Option<u64>,
+    /// The persistent data cache, for objects with an ETag (the version it is keyed by).
+    cache: Option<StoreCache>,
 }
 
 impl Prefetcher {
@@ -126,7 +130,30 @@ impl Prefetcher {
         budget: MemoryBudget,
     ) -> Self {
         let window = cfg.initial_window;
-        Self { store, key, size, etag, cfg, budget, parts: VecDeque::new(), scheduled_to: 0, window, last_end: None }
+        let parts = VecDeque::new();
+        Self { store, key, size, etag, cfg, budget, parts, scheduled_to: 0, window, last_end: None, cache: None }
+    }
+
+    /// Reads through `cache` (when the object has an ETag to key it by).
+    pub fn with_cache(mut self, cache: Option<StoreCache>) -> Self {
+        self.cache = cache.filter(|_| self.etag.is_some());
+        self
+    }
+
+    /// Cache blocks are the unit the cache fills and serves: with it, parts start and
+    /// end on block boundaries (or the end of the file).
+    fn align_down(&self, offset: u64) -> u64 {
+        match self.cache {
+            Some(_) => offset / super::cache::BLOCK * super::cache::BLOCK,
+            None => offset,
+        }
+    }
+
+    fn align_up(&self, offset: u64) -> u64 {
+        match self.cache {
+            Some(_) => offset.div_ceil(super::cache::BLOCK).saturating_mul(super::cache::BLOCK).min(self.size),
+            None => offset,
+        }
     }
 
     /// The object version this reader is pinned to: its key and ETag.
@@ -165,7 +192,7 @@ impl Prefetcher {
         self.drop_before(offset);
         if !self.covers(offset) {
             self.parts.clear();
-            self.scheduled_to = offset;
+            self.scheduled_to = self.align_down(offset);
             if !sequential {
                 self.window = self.cfg.initial_window;
             }
@@ -209,7 +236,7 @@ impl Prefetcher {
         while self.scheduled_to < need.max(want) {
             let start = self.scheduled_to;
             let len = if start < need { part.max(need - start) } else { part };
-            let len = len.min(self.size - start);
+            let len = self.align_up(start + len).min(self.size) - start;
             if start >= need && want - start < len / 2 {
                 break;
             }
@@ -223,7 +250,19 @@ impl Prefetcher {
 
     fn spawn_part(&mut self, start: u64, end: u64, reservation: Option<Reservation>) {
         let (store, key, etag) = (self.store.clone(), self.key.clone(), self.etag.clone());
-        let task = tokio::spawn(async move { get_exact(&*store, &key, start..end, etag.as_deref()).await });
+        let (cache, size) = (self.cache.clone(), self.size);
+        let task = tokio::spawn(async move {
+            let Some((cache, tag)) = cache.zip(etag.clone()) else {
+                return get_exact(&*store, &key, start..end, etag.as_deref()).await;
+            };
+            let (c, k, t) = (cache.clone(), key.clone(), tag.clone());
+            if let Ok(Some(hit)) = tokio::task::spawn_blocking(move || c.read(&k, &t, size, start, end)).await {
+                return Ok(hit);
+            }
+            let got = get_exact(&*store, &key, start..end, Some(&tag)).await?;
+            cache.write_behind(key, tag, size, start, got.clone());
+            Ok(got)
+        });
         self.parts.push_back(Part { start, end, data: PartData::Pending(task), _reservation: reservation });
         self.scheduled_to = end;
     }
@@ -316,6 +355,48 @@ mod tests {
         assert_eq!(&got[..], &data[100..600]);
         assert!(p.try_read(49_000, 10).is_none(), "far ahead: not fetched");
         assert!(p.try_read(50_000, 10).unwrap().unwrap().is_empty(), "end of file");
+    }
+
+    #[tokio::test]
+    async fn with_a_data_cache_parts_are_whole_blocks_and_a_second_reader_needs_no_store() {
+        use crate::data::{cache::BLOCK, DataCache, DiskBudget};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DataCache::open(dir.path(), DiskBudget::new(1 << 30)).unwrap().store("mem");
+        let store = Arc::new(MemoryStore::new());
+        let size = 5 * BLOCK as usize + 333;
+        let data: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+        let meta = store.put("f", Bytes::from(data.clone())).await.unwrap();
+        let cfg = PrefetchConfig::default();
+        let reader = |cfg: PrefetchConfig| {
+            Prefetcher::new(store.clone(), "f".into(), size as u64, meta.etag.clone(), cfg, MemoryBudget::new(1 << 30))
+                .with_cache(Some(cache.clone()))
+        };
+        // A random read in the middle, then a sequential pass: every part on block bounds.
+        let mut p = reader(cfg.clone());
+        assert_eq!(&p.read(BLOCK + 10, 100).await.unwrap()[..], &data[BLOCK as usize + 10..][..100]);
+        assert!(p
+            .parts
+            .iter()
+            .all(|part| part.start % BLOCK == 0 && (part.end % BLOCK == 0 || part.end == size as u64)));
+        let mut off = 0;
+        while off < size {
+            let got = p.read(off as u64, 128 * 1024).await.unwrap();
+            assert_eq!(&got[..], &data[off..(off + 128 * 1024).min(size)]);
+            off += 128 * 1024;
+        }
+        assert!(p.parts.iter().all(|part| part.start % BLOCK == 0));
+        // Cache writes run behind the reads: wait for them to land.
+        for _ in 0..100 {
+            if cache.read("f", meta.etag.as_deref().unwrap(), size as u64, 0, size as u64).is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The same version gone from the store: a new reader gets it all from the cache.
+        store.delete("f").await.unwrap();
+        let mut q = reader(cfg);
+        let got = q.read(0, size as u64).await.unwrap();
+        assert_eq!(&got[..], &data[..]);
     }
 
     #[tokio::test]

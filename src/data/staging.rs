@@ -7,13 +7,11 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{Uploader, MIB};
+use super::{DiskBudget, Uploader, MIB};
 use crate::backend::{get_exact, BackendError, CompletedPart, Condition, ObjectMeta, PartSource, Result, UserMeta};
 
 /// S3's smallest part (all but the last) and its part-count limit.
@@ -24,8 +22,8 @@ const MAX_PARTS: u64 = 10_000;
 #[derive(Clone, Debug)]
 pub struct StagingArea {
     dir: PathBuf,
-    max_bytes: u64,
-    used: Arc<AtomicU64>,
+    /// Shared with the data cache (`--cache`), whose blocks give way to staged files.
+    disk: DiskBudget,
 }
 
 /// Where staged files go (`--cache-dir`) and their combined size limit (`--max-cache-size`).
@@ -43,26 +41,33 @@ impl Default for StagingConfig {
 
 impl StagingArea {
     pub fn new(cfg: &StagingConfig) -> Self {
-        Self { dir: cfg.dir.clone(), max_bytes: cfg.max_bytes, used: Arc::default() }
+        Self { dir: cfg.dir.clone(), disk: DiskBudget::new(cfg.max_bytes) }
+    }
+
+    /// The disk limit staged files are charged against, to share with the data cache.
+    pub fn disk(&self) -> &DiskBudget {
+        &self.disk
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Bytes charged against `--max-cache-size` now (staged and cached together).
     pub fn used(&self) -> u64 {
-        self.used.load(Ordering::SeqCst)
+        self.disk.used()
     }
 
+    /// Charges `bytes`, evicting cached data first; `NoSpace` when they cannot fit.
     fn charge(&self, bytes: u64) -> Result<()> {
-        let ok = self
-            .used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| (u + bytes <= self.max_bytes).then_some(u + bytes));
-        ok.map(|_| ()).map_err(|_| BackendError::NoSpace)
+        match self.disk.charge(bytes) {
+            true => Ok(()),
+            false => Err(BackendError::NoSpace),
+        }
     }
 
     fn release(&self, bytes: u64) {
-        self.used.fetch_sub(bytes, Ordering::SeqCst);
+        self.disk.release(bytes);
     }
 
     /// A local copy of a streamed upload (see `Spool`), in an unnamed file of the
@@ -299,7 +304,7 @@ impl Staged {
     pub fn truncate(&mut self, len: u64) -> Result<()> {
         // S3 has no sparse objects: every byte up to `len` is uploaded, so a size the
         // staging area could never hold is refused now rather than failing at close.
-        if len > self.size && len > self.area.max_bytes {
+        if len > self.size && len > self.area.disk.max() {
             return Err(BackendError::NoSpace);
         }
         self.file.set_len(len).map_err(io)?;

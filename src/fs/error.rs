@@ -26,6 +26,12 @@ pub enum FsError {
     Unsupported(&'static str),
     #[error("file is busy: {0}")]
     Busy(&'static str),
+    /// The kernel reads this file from the data cache (passthrough) for handles still
+    /// open, and it requires every open of the inode to do the same: an open for writing,
+    /// or of another version, must wait until they close (ETXTBSY, as for a running
+    /// program's file).
+    #[error("file is open for passthrough reading")]
+    TextBusy,
     #[error("stale file handle (object changed while open)")]
     Stale,
     #[error("bad file handle")]
@@ -53,6 +59,7 @@ impl FsError {
             FsError::ReadOnly => libc::EROFS,
             FsError::Unsupported(_) => libc::ENOTSUP,
             FsError::Busy(_) => libc::EBUSY,
+            FsError::TextBusy => libc::ETXTBSY,
             FsError::Stale => libc::ESTALE,
             FsError::BadHandle => libc::EBADF,
             // A file past the store's size limit says so; other upload failures are EIO.
@@ -98,6 +105,7 @@ mod tests {
             (FsError::ReadOnly.errno(), libc::EROFS),
             (FsError::Unsupported("x").errno(), libc::ENOTSUP),
             (FsError::Busy("x").errno(), libc::EBUSY),
+            (FsError::TextBusy.errno(), libc::ETXTBSY),
             (FsError::Stale.errno(), libc::ESTALE),
             (FsError::BadHandle.errno(), libc::EBADF),
             (FsError::UploadFailed(BackendError::Transient("t".into())).errno(), libc::EIO),

@@ -12,6 +12,9 @@ use super::{Attr, Fs, FsError, FsResult, Kind};
 use crate::backend::{BackendError, ObjectMeta};
 use crate::data::Prefetcher;
 
+/// An object version: key, ETag, size.
+type Version = (String, Option<String>, u64);
+
 /// An open file handle and how the kernel should treat it.
 #[derive(Clone, Copy, Debug)]
 pub struct Opened {
@@ -21,6 +24,9 @@ pub struct Opened {
     pub keep_cache: bool,
     /// Reads and writes bypass the kernel's page cache (FOPEN_DIRECT_IO).
     pub direct_io: bool,
+    /// The kernel should read this handle from the cached file itself (FUSE
+    /// passthrough): the adapter gets it from `passthrough_file`.
+    pub passthrough: bool,
 }
 
 /// How a file is opened, decoded from open(2) flags by the adapter.
@@ -117,6 +123,7 @@ impl Fs {
         if !made_now {
             // The name's inode had open handles: they now see the new, empty file.
             let mut s = file.lock().await;
+            s.check_passthrough(true)?;
             self.truncate_state(ino, &mut s, 0).await?;
             (s.created, s.unlinked, s.broken, s.exclusive) = (true, false, false, how.exclusive);
         }
@@ -135,6 +142,7 @@ impl Fs {
         let file = self.files.get_or_create(ino, || OpenFile::new(i.key()));
         {
             let mut s = file.lock().await;
+            s.check_passthrough(how.write)?;
             // Nothing of this file is open for writing or pending here: the store holds
             // the truth, and this open sees its current version (close-to-open).
             if s.writers == 0 && !s.pending() {
@@ -174,8 +182,24 @@ impl Fs {
     /// Registers a new handle of `i` on its shared state.
     async fn attach(&self, i: &Inode, file: FileRef, how: OpenMode, pid: u32) -> FsResult<Opened> {
         let direct_io = how.direct_io();
-        let (epoch, local, reader) = {
+        let pinned = self.pin_cached(&file, how).await;
+        let (epoch, local, reader, passthrough) = {
             let mut s = file.lock().await;
+            // Still the version pinned, and still no other kind of handle open.
+            let version = s.base.as_ref().map(|b| (b.key.clone(), b.etag.clone(), b.size));
+            let passthrough = pinned
+                .filter(|(v, p)| {
+                    Some(v) == version.as_ref()
+                        && !s.is_local()
+                        && s.plain_handles == 0
+                        && s.passthrough.is_none_or(|(id, _)| id == p.id())
+                })
+                .map(|(_, p)| p);
+            if passthrough.is_none() {
+                // The kernel would refuse this open beside the passthrough handles.
+                s.check_passthrough(true)?;
+            }
+            s.add_handle(passthrough.as_ref().map(|p| p.id()));
             if how.write {
                 s.writers += 1;
             }
@@ -186,8 +210,18 @@ impl Fs {
                 (Some(b), true) => Some(self.reader_of(b)),
                 _ => None,
             };
-            (s.epoch, s.is_local(), reader)
+            (s.epoch, s.is_local(), reader, passthrough)
         };
+        if self.opts.data_cache.is_some() && how.read && !how.write {
+            let m = &crate::metrics::get().data_cache;
+            match &passthrough {
+                Some(_) => tracing::debug!(ino = i.ino, "open: passthrough from the data cache"),
+                None => {
+                    m.daemon_opens.inc();
+                    tracing::debug!(ino = i.ino, "open: reads served by the daemon");
+                }
+            }
+        }
         // The kernel keeps its cached pages only for an unchanged object read as it is.
         let keep_cache = {
             let mut table = self.inodes.lock().unwrap();
@@ -196,14 +230,69 @@ impl Fs {
             cur.cached_etag = if how.write || local { None } else { cur.etag.clone() };
             keep
         };
-        let handle = FileHandle { file, mode: how, direct_io, opener_pid: pid, wrote: false, epoch, reader };
+        let is_passthrough = passthrough.is_some();
+        let handle =
+            FileHandle { file, mode: how, direct_io, opener_pid: pid, wrote: false, epoch, reader, passthrough };
         let fh = self.add_handle(i.ino, Handle::File(Box::new(handle)));
-        Ok(Opened { fh, keep_cache, direct_io })
+        Ok(Opened { fh, keep_cache, direct_io, passthrough: is_passthrough })
+    }
+
+    /// The cached file the kernel may read for this open itself (FUSE passthrough),
+    /// pinned, with the version it holds: a read-only open of an object every block of
+    /// which is cached, while the inode has no handle served by this process (the
+    /// kernel allows no mix) and passthrough was negotiated at mount.
+    async fn pin_cached(&self, file: &FileRef, how: OpenMode) -> Option<(Version, crate::data::Pinned)> {
+        let cache = self.opts.data_cache.clone()?;
+        if !how.read || how.write || !self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let (key, etag, size) = {
+            let s = file.lock().await;
+            if s.is_local() || s.plain_handles > 0 {
+                return None;
+            }
+            let b = s.base.as_ref()?;
+            (b.key.clone(), b.etag.clone()?, b.size)
+        };
+        let v = (key.clone(), Some(etag.clone()), size);
+        let pin = tokio::task::spawn_blocking(move || cache.open_whole(&key, &etag, size)).await.ok()??;
+        Some((v, pin))
+    }
+
+    /// The cached file of passthrough handle `fh` (a descriptor of its own) and the id
+    /// that tells whether two handles share it.
+    pub async fn passthrough_file(&self, fh: u64) -> Option<(u64, std::fs::File)> {
+        let h = self.handle(fh).ok()?;
+        let h = h.lock().await;
+        let Handle::File(f) = &h.handle else { return None };
+        let pin = f.passthrough.as_ref()?;
+        Some((pin.id(), pin.file().try_clone().ok()?))
+    }
+
+    /// The kernel refused to read `fh` itself (the adapter could not register its file):
+    /// its reads come to this process after all, and passthrough is off for the mount.
+    pub async fn passthrough_refused(&self, fh: u64) {
+        self.passthrough.store(false, std::sync::atomic::Ordering::Relaxed);
+        let Ok(h) = self.handle(fh) else { return };
+        let mut h = h.lock().await;
+        let Handle::File(f) = &mut h.handle else { return };
+        if f.passthrough.take().is_some() {
+            let mut s = f.file.lock().await;
+            s.remove_handle(true);
+            s.add_handle(None);
+        }
+    }
+
+    /// Lets read-only opens of wholly cached files be served by the kernel from the
+    /// cache (FUSE passthrough): called by the adapter once the kernel agreed to it.
+    pub fn enable_passthrough(&self) {
+        self.passthrough.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn reader_of(&self, b: &ObjectMeta) -> Box<Prefetcher> {
         let cfg = self.opts.prefetch.clone();
-        Box::new(Prefetcher::new(self.store.clone(), b.key.clone(), b.size, b.etag.clone(), cfg, self.budget.clone()))
+        let p = Prefetcher::new(self.store.clone(), b.key.clone(), b.size, b.etag.clone(), cfg, self.budget.clone());
+        Box::new(p.with_cache(self.opts.data_cache.clone()))
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
@@ -305,15 +394,16 @@ impl Fs {
 
     async fn release_file(&self, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
-        let (ino, file, mode, direct_io) = {
+        let (ino, file, mode, direct_io, passthrough) = {
             let h = h.lock().await;
             match &h.handle {
-                Handle::File(f) => (h.ino, f.file.clone(), f.mode, f.direct_io),
+                Handle::File(f) => (h.ino, f.file.clone(), f.mode, f.direct_io, f.passthrough.is_some()),
                 Handle::Dir(_) => return Ok(()),
             }
         };
         let last_writer = {
             let mut s = file.lock().await;
+            s.remove_handle(passthrough);
             if !direct_io {
                 s.cached_handles = s.cached_handles.saturating_sub(1);
             }

@@ -24,6 +24,9 @@ pub struct FileHandle {
     /// Reads the object while the content is the object (no local changes); pinned to
     /// the version it was made for (key and ETag).
     pub reader: Option<Box<Prefetcher>>,
+    /// The cached file the kernel reads for this handle (FUSE passthrough), pinned in
+    /// the data cache while the handle is open; `None`: reads come to this process.
+    pub passthrough: Option<crate::data::Pinned>,
 }
 
 pub enum Handle {

@@ -49,6 +49,8 @@ pub struct FsOptions {
     /// Where the object metadata HEADs learned is kept across mounts, and the
     /// identity of the store it describes (see `PosixCache::open`); `None`: memory only.
     pub known_file: Option<(std::path::PathBuf, String)>,
+    /// The persistent data cache (`--cache`) as this store sees it; `None`: off.
+    pub data_cache: Option<crate::data::StoreCache>,
 }
 
 /// What `setattr` asks to change.
@@ -121,6 +123,8 @@ pub struct Fs {
     kernel_cache: KernelCacheSlot,
     metrics: Arc<crate::metrics::StoreMetrics>,
     next_fh: AtomicU64,
+    /// Read-only opens of wholly cached files may be passthrough (see `enable_passthrough`).
+    passthrough: std::sync::atomic::AtomicBool,
     budget: MemoryBudget,
     uploader: Uploader,
     staging: StagingArea,
@@ -160,6 +164,7 @@ impl Fs {
             kernel_cache: KernelCacheSlot::default(),
             metrics,
             next_fh: AtomicU64::new(1),
+            passthrough: Default::default(),
             mount_time,
         }
     }

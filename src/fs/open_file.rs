@@ -49,6 +49,12 @@ pub struct OpenFile {
     /// Handles whose reads go through the kernel's page cache: a write through a
     /// direct-I/O handle must drop the pages they may hold.
     pub cached_handles: u32,
+    /// Handles the kernel reads from a cached file itself (FUSE passthrough): the cache
+    /// entry's id and their number. The kernel refuses any other open of the inode
+    /// while they are open, and wants the same backing file for all of them.
+    pub passthrough: Option<(u64, u32)>,
+    /// Handles served by this process (every handle not in `passthrough`).
+    pub plain_handles: u32,
     /// Bumped when the base is replaced by another client's version: handles opened
     /// before keep reading the version they opened (close-to-open), while changes
     /// made on this mount are followed by every handle.
@@ -70,6 +76,8 @@ impl OpenFile {
             broken: false,
             writers: 0,
             cached_handles: 0,
+            passthrough: None,
+            plain_handles: 0,
             epoch: 0,
         }
     }
@@ -77,6 +85,33 @@ impl OpenFile {
     /// Whether closing must write an object even when nothing was written.
     pub fn must_put(&self) -> bool {
         self.created || self.truncated
+    }
+
+    /// Refuses an open the kernel could not serve beside the passthrough handles open
+    /// now (it wants every open of the inode on the one backing file): ETXTBSY for a
+    /// writer, checked before the open changes anything.
+    pub fn check_passthrough(&self, write: bool) -> super::FsResult<()> {
+        match (write, self.passthrough) {
+            (true, Some(_)) => Err(super::FsError::TextBusy),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a new handle: `pin` is the cache entry of a passthrough handle.
+    pub fn add_handle(&mut self, pin: Option<u64>) {
+        match pin {
+            Some(id) => self.passthrough = Some((id, self.passthrough.map_or(0, |(_, n)| n) + 1)),
+            None => self.plain_handles += 1,
+        }
+    }
+
+    /// Uncounts a handle (`passthrough`: it was one).
+    pub fn remove_handle(&mut self, passthrough: bool) {
+        match (passthrough, self.passthrough) {
+            (true, Some((_, 1))) => self.passthrough = None,
+            (true, Some((id, n))) => self.passthrough = Some((id, n - 1)),
+            _ => self.plain_handles = self.plain_handles.saturating_sub(1),
+        }
     }
 
     /// Whether a commit has something to upload.
