@@ -34,8 +34,8 @@ use file::{CacheFile, Header, Seal};
 /// uses the same 1 MiB). Read-ahead parts are aligned to it while the cache is on.
 pub const BLOCK: u64 = MIB;
 
-/// Cache writes running at once; a part fetched while they are all busy is not cached
-/// (the cache never holds a read up, nor memory outside the budget for long).
+/// Cache writes running at once; a fetch that finds them all busy waits for one, so a
+/// disk slower than the network slows reads rather than holding parts in memory.
 const MAX_WRITES: usize = 4;
 
 /// Blocks read and checked at once when a whole file is verified.
@@ -632,10 +632,31 @@ impl StoreCache {
         Some(Pinned { cache: c.clone(), id, file })
     }
 
-    /// `write` without blocking the caller: on a blocking thread, when one of the
-    /// cache's writers is free; otherwise the part is not cached.
-    pub fn write_behind(&self, key: String, etag: String, size: u64, start: u64, data: Bytes) {
-        let Ok(permit) = self.cache.0.writes.clone().try_acquire_owned() else { return };
+    /// Caches the whole blocks inside `ranges` of `file`, which holds the bytes of `key`
+    /// at version (`etag`, `size`) at their offsets (a file just uploaded from here: a
+    /// read after the write then needs no GET). Blocking file I/O.
+    pub fn write_from(&self, key: &str, etag: &str, size: u64, file: &File, ranges: &[std::ops::Range<u64>]) {
+        use std::os::unix::fs::FileExt;
+        const CHUNK: u64 = 8 * BLOCK;
+        for r in ranges {
+            let mut at = r.start.div_ceil(BLOCK) * BLOCK;
+            while at < r.end.min(size) {
+                let end = (at + CHUNK).min(r.end).min(size);
+                let mut buf = vec![0u8; (end - at) as usize];
+                if file.read_exact_at(&mut buf, at).is_err() {
+                    return;
+                }
+                self.write(key, etag, size, at, &buf);
+                at = end;
+            }
+        }
+    }
+
+    /// `write` on a blocking thread, behind the caller: this waits only while all of
+    /// the cache's writers are busy (so cached parts are never skipped, and at most
+    /// [`MAX_WRITES`] parts wait in memory for the disk).
+    pub async fn write_behind(&self, key: String, etag: String, size: u64, start: u64, data: Bytes) {
+        let Ok(permit) = self.cache.0.writes.clone().acquire_owned().await else { return };
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             this.write(&key, &etag, size, start, &data);

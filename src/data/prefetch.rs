@@ -260,7 +260,7 @@ impl Prefetcher {
                 return Ok(hit);
             }
             let got = get_exact(&*store, &key, start..end, Some(&tag)).await?;
-            cache.write_behind(key, tag, size, start, got.clone());
+            cache.write_behind(key, tag, size, start, got.clone()).await;
             Ok(got)
         });
         self.parts.push_back(Part { start, end, data: PartData::Pending(task), _reservation: reservation });

@@ -149,6 +149,11 @@ impl Spool {
         self.file.write_all(data).map_err(io)
     }
 
+    /// The spooled bytes, from offset 0.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Copies everything spooled into `out`.
     pub fn copy_to(&mut self, out: &mut File) -> std::io::Result<()> {
         use std::io::Seek;
@@ -358,6 +363,17 @@ impl Staged {
             .map(|b| b as u64 * self.block..((b as u64 + 1) * self.block).min(end))
             .filter(|r| r.start < r.end)
             .collect())
+    }
+
+    /// The staged file (a descriptor of its own) and the ranges it holds the truth for
+    /// (written here or fetched): what the data cache may take after an upload.
+    pub fn filled_copy(&self) -> Option<(File, Vec<Range<u64>>)> {
+        let ranges = (0..self.filled.len())
+            .filter(|b| self.filled[*b])
+            .map(|b| b as u64 * self.block..((b as u64 + 1) * self.block).min(self.size))
+            .filter(|r| r.start < r.end)
+            .collect();
+        Some((self.file.try_clone().ok()?, ranges))
     }
 
     /// Uploads the staged file as `key` if `cond` holds. Blocks not changed since

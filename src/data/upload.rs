@@ -142,6 +142,12 @@ impl Upload {
         }
     }
 
+    /// The local copy of everything written (see `spool_to`), taken out: after a
+    /// successful `finish` it feeds the data cache.
+    pub fn take_spool(&mut self) -> Option<super::staging::Spool> {
+        self.spool.take()
+    }
+
     /// After a refused `finish`: copies everything written into `out`. False when no
     /// copy exists (no spool, and parts had left memory).
     pub fn save_to(&mut self, out: &mut std::fs::File) -> std::io::Result<bool> {

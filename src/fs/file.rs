@@ -223,11 +223,15 @@ impl Fs {
             }
         }
         // The kernel keeps its cached pages only for an unchanged object read as it is.
+        // A passthrough handle's reads fill no page of the FUSE inode, and the kernel
+        // fails such an open with EIO when FOPEN_KEEP_CACHE comes with passthrough
+        // (seen on Linux 6.18: tests/data_cache.rs).
         let keep_cache = {
             let mut table = self.inodes.lock().unwrap();
             let cur = table.get_mut(i.ino).ok_or(FsError::NotFound)?;
-            let keep = !how.write && !local && cur.etag.is_some() && cur.etag == cur.cached_etag;
-            cur.cached_etag = if how.write || local { None } else { cur.etag.clone() };
+            let plain = !how.write && !local && passthrough.is_none();
+            let keep = plain && cur.etag.is_some() && cur.etag == cur.cached_etag;
+            cur.cached_etag = if plain { cur.etag.clone() } else { None };
             keep
         };
         let is_passthrough = passthrough.is_some();

@@ -41,7 +41,8 @@ impl Fs {
             if s.upload.is_none() {
                 let user = self.upload_meta(ino, s.headers.as_ref());
                 let mut up = self.uploader.start(s.key.clone(), user);
-                if self.write_condition(&s) != Condition::Always {
+                // The local copy also feeds the data cache after the upload.
+                if self.write_condition(&s) != Condition::Always || self.opts.data_cache.is_some() {
                     match self.staging.spool() {
                         Ok(f) => up.spool_to(f),
                         Err(e) => tracing::warn!(key = %s.key, error = %e, "no local copy of this upload"),
@@ -235,6 +236,7 @@ impl Fs {
             Ok(meta) => {
                 (s.created, s.truncated) = (false, false);
                 if let Some(m) = &meta {
+                    self.cache_written(s, upload.as_mut(), m).await;
                     s.adopt(m.clone());
                 }
                 let sent = meta.as_ref().and_then(|m| m.user.as_ref()).map(Posix::from_user);
@@ -267,6 +269,32 @@ impl Fs {
                     (s.created, s.truncated) = (false, false);
                 }
                 Err(FsError::UploadFailed(e))
+            }
+        }
+    }
+
+    /// Leaves the content just uploaded as `m` in the data cache: the local copy of a
+    /// streamed upload in the background (nothing writes to it any more), a staged file
+    /// before the state is unlocked (the next write would change it under the copy).
+    async fn cache_written(
+        &self,
+        s: &OpenFile,
+        upload: Option<&mut crate::data::Upload>,
+        m: &crate::backend::ObjectMeta,
+    ) {
+        let (Some(cache), Some(etag)) = (self.opts.data_cache.clone(), m.etag.clone()) else { return };
+        let (key, size) = (m.key.clone(), m.size);
+        if let Some(staged) = &s.staged {
+            let Some((file, ranges)) = staged.filled_copy() else { return };
+            let copy = tokio::task::spawn_blocking(move || cache.write_from(&key, &etag, size, &file, &ranges));
+            let _ = copy.await;
+        } else if let Some(spool) = upload.and_then(|u| u.take_spool()) {
+            // Whole only if every byte was spooled (a full disk stops the copy).
+            if spool.file().metadata().is_ok_and(|md| md.len() == size) {
+                let whole = 0..size;
+                tokio::task::spawn_blocking(move || {
+                    cache.write_from(&key, &etag, size, spool.file(), std::slice::from_ref(&whole))
+                });
             }
         }
     }
