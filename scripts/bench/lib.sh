@@ -106,7 +106,7 @@ TOML
   echo "$BENCH_DIR/rstore.toml"
 }
 
-# mount_client NAME MOUNTPOINT [extra rstore flags...]
+# mount_client NAME MOUNTPOINT [extra flags of that client...]
 mount_client() {
   local name=$1 mp=$2; shift 2
   mkdir -p "$mp"
@@ -114,14 +114,17 @@ mount_client() {
     rstore) "$RSTORE" --config "$(rstore_config)" bench "$mp" "$@" ;;
     s3fs)
       echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" > "$BENCH_DIR/s3fs.passwd"; chmod 600 "$BENCH_DIR/s3fs.passwd"
-      s3fs "$BENCH_BUCKET" "$mp" -o "url=$BENCH_ENDPOINT,use_path_request_style,passwd_file=$BENCH_DIR/s3fs.passwd,endpoint=us-east-1"
+      s3fs "$BENCH_BUCKET" "$mp" -o "url=$BENCH_ENDPOINT,use_path_request_style,passwd_file=$BENCH_DIR/s3fs.passwd,endpoint=us-east-1" "$@"
       for _ in $(seq 50); do mountpoint -q "$mp" && break; sleep 0.1; done ;;
     rclone)
-      rm -rf "$BENCH_DIR/rclone-cache"   # cold: no reads served from a local copy
+      # Cold unless RCLONE_KEEP_CACHE=1: no reads served from a local copy. RCLONE_CACHE_DIR
+      # names another cache directory; later flags (e.g. --vfs-cache-mode full) override.
+      local rcache="${RCLONE_CACHE_DIR:-$BENCH_DIR/rclone-cache}"
+      [ "${RCLONE_KEEP_CACHE:-0}" = 1 ] || rm -rf "$rcache"
       RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT="$BENCH_ENDPOINT" \
       RCLONE_CONFIG_G_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" RCLONE_CONFIG_G_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
       RCLONE_CONFIG_G_REGION=us-east-1 \
-        env -u AWS_CA_BUNDLE rclone mount "g:$BENCH_BUCKET" "$mp" --vfs-cache-mode writes --daemon --cache-dir "$BENCH_DIR/rclone-cache"
+        env -u AWS_CA_BUNDLE rclone mount "g:$BENCH_BUCKET" "$mp" --vfs-cache-mode writes --daemon --cache-dir "$rcache" "$@"
       for _ in $(seq 100); do mountpoint -q "$mp" && break; sleep 0.1; done ;;
     mountpoint)
       # Its documented flags for an S3-compatible server; it returns once mounted.
