@@ -126,6 +126,7 @@ impl StagingArea {
             dirty: vec![false; blocks],
             modified: false,
             charged: 0,
+            cache: None,
         })
     }
 }
@@ -201,11 +202,35 @@ pub struct Staged {
     /// Changed since the last upload.
     modified: bool,
     charged: u64,
+    /// The data cache, read before the object and filled by what is fetched from it.
+    cache: Option<super::StoreCache>,
 }
 
 impl Staged {
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Fills blocks from `cache` where it holds them, and leaves what is fetched there.
+    pub fn with_cache(mut self, cache: Option<super::StoreCache>) -> Self {
+        self.cache = cache.filter(|_| self.etag.is_some());
+        self
+    }
+
+    /// Bytes `from` of the source object: from the data cache when it holds them, else
+    /// fetched (and cached behind).
+    async fn fetch(&self, from: Range<u64>) -> Result<Bytes> {
+        let (Some(cache), Some(etag)) = (self.cache.clone(), self.etag.clone()) else {
+            return get_exact(&*self.up.store, &self.source_key, from, self.etag.as_deref()).await;
+        };
+        let (c, key, tag, size) = (cache.clone(), self.source_key.clone(), etag.clone(), self.base_len);
+        let r = from.clone();
+        if let Ok(Some(hit)) = tokio::task::spawn_blocking(move || c.read(&key, &tag, size, r.start, r.end)).await {
+            return Ok(hit);
+        }
+        let body = get_exact(&*self.up.store, &self.source_key, from.clone(), Some(&etag)).await?;
+        cache.write_behind(self.source_key.clone(), etag, self.base_len, from.start, body.clone()).await;
+        Ok(body)
     }
 
     pub fn modified(&self) -> bool {
@@ -250,7 +275,7 @@ impl Staged {
             self.take_space(b)?;
             let from = b as u64 * self.block..((b as u64 + 1) * self.block).min(self.base_len);
             if from.start < from.end {
-                let got = get_exact(&*self.up.store, &self.source_key, from.clone(), self.etag.as_deref()).await;
+                let got = self.fetch(from.clone()).await;
                 let stored = match got {
                     Ok(body) => self.file.write_all_at(&body, from.start).map_err(io),
                     Err(e) => Err(e),

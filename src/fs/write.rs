@@ -172,7 +172,7 @@ impl Fs {
             if s.must_put() {
                 staged.truncate(staged.size())?; // an empty new file must still be written
             }
-            s.staged = Some(Box::new(staged));
+            s.staged = Some(Box::new(staged.with_cache(self.opts.data_cache.clone())));
         }
         Ok(s.staged.as_deref_mut().expect("set above"))
     }

@@ -87,3 +87,26 @@ async fn a_changed_object_is_not_mixed_into_the_staged_file() {
     probe.inner.put("obj", Bytes::from_static(b"someone else")).await.unwrap();
     assert_eq!(s.read(0, 10).await, Err(BackendError::PreconditionFailed));
 }
+
+#[tokio::test]
+async fn staged_blocks_come_from_the_data_cache_and_fill_it() {
+    let body = pattern(12 * MIB as usize, 9);
+    let (probe, up, area, meta) = setup(1 << 30, Some(&body)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::data::DataCache::open(dir.path(), area.disk().clone()).unwrap().store("probe");
+    let etag = meta.as_ref().unwrap().etag.clone().unwrap();
+    // A first staged copy fetches the blocks it reads, and caches them behind.
+    let mut s = area.stage(&up, meta.clone()).unwrap().with_cache(Some(cache.clone()));
+    assert_eq!(&s.read(0, 100).await.unwrap()[..], &body[..100]);
+    for _ in 0..100 {
+        if cache.read("obj", &etag, body.len() as u64, 0, 5 * MIB).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let fetched = Probe::count(&probe.gets);
+    // A second one reads the same block without the store.
+    let mut t = area.stage(&up, meta).unwrap().with_cache(Some(cache));
+    assert_eq!(&t.read(100, 1000).await.unwrap()[..], &body[100..1100]);
+    assert_eq!(Probe::count(&probe.gets), fetched, "served by the data cache");
+}
