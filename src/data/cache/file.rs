@@ -144,7 +144,10 @@ impl CacheFile {
             meta.write_all(&json)?;
             meta.set_len(HEADER_LEN + SEAL_LEN + SLOT_LEN * header.blocks() as u64)?;
         }
-        let data = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&data_path)?;
+        // A new inode, never the old file truncated: the kernel may still be reading that
+        // one for a passthrough handle of the version this replaces.
+        let _ = std::fs::remove_file(&data_path);
+        let data = OpenOptions::new().read(true).write(true).create_new(true).open(&data_path)?;
         data.set_len(header.size)?;
         std::fs::rename(&tmp, &meta_path)?;
         let meta = OpenOptions::new().read(true).write(true).open(&meta_path)?;
