@@ -407,10 +407,15 @@ impl Filesystem for FuseAdapter {
                 true => fs.passthrough_file(o.fh).await,
                 false => None,
             };
-            let Some(file) = file else { return reply.opened(FileHandle(o.fh), fopen_flags(&o)) };
+            let Some(file) = file else {
+                if o.passthrough {
+                    fs.passthrough_refused(o.fh, false).await; // no descriptor (EMFILE, say)
+                }
+                return reply.opened(FileHandle(o.fh), fopen_flags(&o));
+            };
             if let Err((reply, e)) = backings.reply(ino.0, o.fh, file, fopen_flags(&o), reply) {
                 tracing::warn!(error = %e, "the kernel refused a passthrough file (needs root); cached files are served by this process");
-                fs.passthrough_refused(o.fh).await;
+                fs.passthrough_refused(o.fh, true).await;
                 reply.opened(FileHandle(o.fh), fopen_flags(&o));
             } else {
                 crate::metrics::get().data_cache.passthrough_opens.inc();

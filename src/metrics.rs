@@ -89,7 +89,8 @@ pub struct DataCacheMetrics {
     pub corrupt_blocks: Counter,
     /// Opens answered with the cached file as the kernel's backing file.
     pub passthrough_opens: Counter,
-    /// Opens of a wholly cached file served by the daemon instead (see the log at debug).
+    /// Read-only opens (with `--cache`) whose reads come to the daemon: not wholly
+    /// cached, passthrough off or not allowed (see the log at debug).
     pub daemon_opens: Counter,
     /// Bytes on disk: cached data, its index and staged files.
     pub disk_bytes: Gauge,
@@ -109,7 +110,7 @@ impl DataCacheMetrics {
                 "Opens served by FUSE passthrough from the data cache",
                 &self.passthrough_opens,
             ),
-            ("cache_daemon_opens", "Opens of wholly cached files served by the daemon", &self.daemon_opens),
+            ("cache_daemon_opens", "Read-only opens served by the daemon, not passthrough", &self.daemon_opens),
         ];
         for (name, help, c) in counters {
             r.register(name, help, c.clone());

@@ -256,7 +256,7 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
             store_name: t.store.name.clone(),
             conditional_writes,
             known_file,
-            data_cache: data_cache.as_ref().and_then(|c| t.store.identity().map(|id| c.store(&id))),
+            data_cache: data_cache.as_ref().and_then(|c| cache_of(c, t)),
             read_only: read_only(t),
             ..req.opts.clone()
         };
@@ -287,6 +287,16 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
     }
     made.keep();
     Ok((rt, mounts))
+}
+
+/// Store `t`'s view of the data cache: none for a store without an identity (memory) or
+/// whose ETag may stay the same across a change (the cache could return old bytes).
+fn cache_of(cache: &crate::data::DataCache, t: &Target) -> Option<crate::data::StoreCache> {
+    if let Some(why) = t.store.backend.kind.weak_etag() {
+        tracing::warn!(store = %t.store.name, "--cache is off for this store: {why}, so cached bytes could outlive a change");
+        return None;
+    }
+    t.store.identity().map(|id| cache.store(&id))
 }
 
 /// The file keeping the object metadata of store `name` between mounts:

@@ -83,6 +83,19 @@ impl BackendKind {
     pub fn is_read_only(&self) -> bool {
         matches!(self, BackendKind::Http(_))
     }
+
+    /// Why the type's ETag may stay the same across a change of content, if it may:
+    /// the data cache keys bytes by ETag, so it is off for such a store. SFTP's is the
+    /// size and mtime in whole seconds; an HTTP server's is whatever the server makes
+    /// (often the same pair). S3 and Azure change it with every write, a local file with
+    /// its inode or nanosecond mtime, a SQL row with its fractional `modified_at`.
+    pub fn weak_etag(&self) -> Option<&'static str> {
+        match self {
+            BackendKind::Sftp(_) => Some("its version tag is the size and mtime in whole seconds"),
+            BackendKind::Http(_) => Some("an HTTP server's ETag need not change with the content"),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -241,3 +241,20 @@ fn types_remote_store_cannot_open_as_files_are_refused_with_a_reason() {
     );
     assert!(reg.unwrap().resolve("s").unwrap_err().contains("no retry table"));
 }
+
+#[test]
+fn weak_etags_turn_the_data_cache_off() {
+    let mut text = String::new();
+    for (name, ty, options) in [
+        ("s", "s3", "bucket = \"b\""),
+        ("a", "azure", "container = \"c\"\naccount_name = \"acct\"\naccount_key = \"a2V5\"\nhns = false"),
+        ("f", "sftp", "host = \"example.org\"\nusername = \"u\"\npassword = \"p\""),
+        ("h", "http", "base_url = \"http://example.org/data/\""),
+        ("l", "local", "root = \"/tmp\""),
+    ] {
+        text += &format!("[backends.{name}]\ntype = \"{ty}\"\n[backends.{name}.options]\n{options}\n[stores.{name}]\nbackend = \"{name}\"\n");
+    }
+    let reg = load_str("rstore.toml", &text).unwrap();
+    let weak = |s: &str| reg.resolve(s).unwrap().backend.kind.weak_etag().is_some();
+    assert_eq!([weak("s"), weak("a"), weak("f"), weak("h"), weak("l")], [false, false, true, true, false]);
+}

@@ -151,7 +151,11 @@ impl DataCache {
                 Some("meta") => {
                     let stem = path.with_extension("");
                     match CacheFile::open(&stem) {
-                        Ok(f) if stem_of(&f.file.header.identity, &f.file.header.key) == stem_name(&stem) => {
+                        Ok(f)
+                            if f.file.header.block == BLOCK
+                                && f.slots.iter().any(Option::is_some)
+                                && stem_of(&f.file.header.identity, &f.file.header.key) == stem_name(&stem) =>
+                        {
                             let used = e.metadata().and_then(|m| m.modified()).ok();
                             found.push((used, f));
                         }
@@ -268,6 +272,14 @@ impl DataCache {
         }
         metrics().disk_bytes.set(self.0.disk.used() as i64);
         freed
+    }
+
+    /// Drops entry `id` when no block of it is cached or being written (its index file
+    /// would otherwise stay charged: eviction finds entries through their blocks).
+    fn drop_if_empty(&self, st: &mut State, id: u64) {
+        if st.entries.get(&id).is_some_and(|e| e.present == 0 && !e.blocks.contains(&Block::Writing)) {
+            self.remove_entry(st, id);
+        }
     }
 
     /// Drops entry `id` and its files; returns the bytes it still had charged. Open
@@ -415,6 +427,11 @@ impl Pinned {
     pub fn id(&self) -> u64 {
         self.id
     }
+
+    /// The version cached: (ETag, size in bytes).
+    pub fn version(&self) -> (&str, u64) {
+        (&self.file.header.etag, self.file.header.size)
+    }
 }
 
 impl Drop for Pinned {
@@ -500,6 +517,7 @@ impl StoreCache {
                 if st.entries[&id].blocks[i as usize] != Block::Absent {
                     None
                 } else if !c.make_room(&mut st, bytes) {
+                    c.drop_if_empty(&mut st, id);
                     return; // nothing more fits: the rest is not cached
                 } else if let Some(e) = st.entries.get_mut(&id) {
                     e.blocks[i as usize] = Block::Writing;
@@ -542,6 +560,7 @@ impl StoreCache {
                     e.blocks[i as usize] = Block::Absent;
                     e.charged -= bytes;
                     c.0.disk.release(bytes);
+                    c.drop_if_empty(&mut st, id);
                     None
                 }
             }
@@ -583,6 +602,17 @@ impl StoreCache {
         e.charged -= bytes;
         c.0.disk.release(bytes);
         st.lru.as_mut().expect("set").pop(&(id, i));
+        c.drop_if_empty(&mut st, id);
+    }
+
+    /// Forgets what is cached of `key` (its content was just replaced from here: even
+    /// a new version with an equal ETag must not meet the old blocks).
+    pub fn forget(&self, key: &str) {
+        let c = &self.cache;
+        let mut st = c.0.state.lock().unwrap();
+        if let Some(&id) = st.by_key.get(&(self.identity.clone(), key.to_string())) {
+            c.remove_entry(&mut st, id);
+        }
     }
 
     /// The cached file of `key` at version (`etag`, `size`), pinned, when every block is

@@ -71,11 +71,13 @@ impl StagingArea {
     }
 
     /// A local copy of a streamed upload (see `Spool`), in an unnamed file of the
-    /// staging directory (a crash leaves nothing).
-    pub fn spool(&self) -> Result<Spool> {
+    /// staging directory (a crash leaves nothing). `safety`: the copy keeps data a write
+    /// condition may refuse, and takes space from cached data; otherwise it only feeds
+    /// the data cache, and stops (`NoSpace`) rather than evict anything.
+    pub fn spool(&self, safety: bool) -> Result<Spool> {
         std::fs::create_dir_all(&self.dir).map_err(io)?;
         let file = tempfile::tempfile_in(&self.dir).map_err(io)?;
-        Ok(Spool { area: self.clone(), file, charged: 0 })
+        Ok(Spool { area: self.clone(), file, charged: 0, safety })
     }
 
     /// A new file under `conflicts/<store>/` in the staging directory, named after
@@ -119,6 +121,7 @@ impl StagingArea {
             file,
             source_key: source.as_ref().map(|s| s.key.clone()).unwrap_or_default(),
             etag: source.and_then(|s| s.etag),
+            source_size: base_len,
             base_len,
             size: base_len,
             block,
@@ -139,15 +142,26 @@ pub struct Spool {
     area: StagingArea,
     file: File,
     charged: u64,
+    safety: bool,
 }
 
 impl Spool {
     /// Appends `data` (errors: `NoSpace` past the staging limit, or the disk's).
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         use std::io::Write;
-        self.area.charge(data.len() as u64)?;
+        match self.safety {
+            true => self.area.charge(data.len() as u64)?,
+            false if !self.area.disk.try_charge(data.len() as u64) => return Err(BackendError::NoSpace),
+            false => {}
+        }
         self.charged += data.len() as u64;
         self.file.write_all(data).map_err(io)
+    }
+
+    /// Whether this copy keeps data a write condition may refuse (else it only feeds
+    /// the data cache).
+    pub fn is_safety_copy(&self) -> bool {
+        self.safety
     }
 
     /// The spooled bytes, from offset 0.
@@ -191,6 +205,8 @@ pub struct Staged {
     /// The object unfilled blocks come from, pinned by its ETag.
     source_key: String,
     etag: Option<String>,
+    /// The source object's size (the data cache's key with the ETag).
+    source_size: u64,
     /// Bytes below this offset that are not filled still live only in the object.
     base_len: u64,
     size: u64,
@@ -223,13 +239,13 @@ impl Staged {
         let (Some(cache), Some(etag)) = (self.cache.clone(), self.etag.clone()) else {
             return get_exact(&*self.up.store, &self.source_key, from, self.etag.as_deref()).await;
         };
-        let (c, key, tag, size) = (cache.clone(), self.source_key.clone(), etag.clone(), self.base_len);
+        let (c, key, tag, size) = (cache.clone(), self.source_key.clone(), etag.clone(), self.source_size);
         let r = from.clone();
         if let Ok(Some(hit)) = tokio::task::spawn_blocking(move || c.read(&key, &tag, size, r.start, r.end)).await {
             return Ok(hit);
         }
         let body = get_exact(&*self.up.store, &self.source_key, from.clone(), Some(&etag)).await?;
-        cache.write_behind(self.source_key.clone(), etag, self.base_len, from.start, body.clone()).await;
+        cache.write_behind(self.source_key.clone(), etag, self.source_size, from.start, body.clone()).await;
         Ok(body)
     }
 
@@ -412,7 +428,7 @@ impl Staged {
             self.upload_multipart(key, user, cond).await?
         };
         self.source_key = key.to_string();
-        (self.etag, self.base_len, self.modified) = (meta.etag.clone(), self.size, false);
+        (self.etag, self.base_len, self.source_size, self.modified) = (meta.etag.clone(), self.size, self.size, false);
         self.dirty.iter_mut().for_each(|d| *d = false);
         Ok(meta)
     }

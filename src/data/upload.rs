@@ -135,7 +135,12 @@ impl Upload {
     fn spool(&mut self, data: &[u8]) {
         if let Some(f) = &mut self.spool {
             if let Err(e) = f.write(data) {
-                // The upload itself goes on; only the safety copy is lost.
+                // The upload itself goes on; only the copy is lost.
+                if !f.is_safety_copy() {
+                    tracing::debug!(key = %self.key, error = %e, "no room to keep this upload for the data cache");
+                    self.spool = None;
+                    return;
+                }
                 tracing::warn!(key = %self.key, error = %e, "cannot keep a local copy of this upload; a conflicting writer elsewhere would make it fail without a copy");
                 self.spool = None;
             }

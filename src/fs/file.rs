@@ -11,6 +11,7 @@ use super::open_file::{FileRef, OpenFile};
 use super::{Attr, Fs, FsError, FsResult, Kind};
 use crate::backend::{BackendError, ObjectMeta};
 use crate::data::Prefetcher;
+use std::sync::Arc;
 
 /// An object version: key, ETag, size.
 type Version = (String, Option<String>, u64);
@@ -111,7 +112,8 @@ impl Fs {
         let (ino, (file, made_now)) = match made {
             Ok(made) => made,
             Err(existing) => {
-                let opened = self.open(existing, how, pid).await?;
+                // Never passthrough: the kernel answers a create as a cached-mode open.
+                let opened = self.open_with(existing, how, pid, false).await?;
                 self.inodes.lock().unwrap().add_lookup(existing);
                 return Ok((self.attr_of(&self.inode(existing)?), opened));
             }
@@ -127,11 +129,17 @@ impl Fs {
             self.truncate_state(ino, &mut s, 0).await?;
             (s.created, s.unlinked, s.broken, s.exclusive) = (true, false, false, how.exclusive);
         }
-        let opened = self.attach(&i, file, how, pid).await?;
+        let opened = self.attach(&i, file, how, pid, false).await?;
         Ok((self.attr_of(&self.inode(ino)?), opened))
     }
 
+    /// open(2) of an existing file.
     pub async fn open(&self, ino: u64, how: OpenMode, pid: u32) -> FsResult<Opened> {
+        self.open_with(ino, how, pid, true).await
+    }
+
+    /// `open`; `passthrough`: the answer may hand the kernel a cached file to read.
+    async fn open_with(&self, ino: u64, how: OpenMode, pid: u32, passthrough: bool) -> FsResult<Opened> {
         let i = self.inode(ino)?;
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
@@ -153,7 +161,7 @@ impl Fs {
                 self.truncate_state(ino, &mut s, 0).await?;
             }
         }
-        self.attach(&i, file, how, pid).await
+        self.attach(&i, file, how, pid, passthrough).await
     }
 
     /// What the store holds for `i` now. A writer HEADs (it needs the object's
@@ -180,9 +188,12 @@ impl Fs {
     }
 
     /// Registers a new handle of `i` on its shared state.
-    async fn attach(&self, i: &Inode, file: FileRef, how: OpenMode, pid: u32) -> FsResult<Opened> {
+    async fn attach(&self, i: &Inode, file: FileRef, how: OpenMode, pid: u32, may_pass: bool) -> FsResult<Opened> {
         let direct_io = how.direct_io();
-        let pinned = self.pin_cached(&file, how).await;
+        let pinned = match may_pass {
+            true => self.pin_cached(&file, how).await,
+            false => None,
+        };
         let (epoch, local, reader, passthrough) = {
             let mut s = file.lock().await;
             // Still the version pinned, and still no other kind of handle open.
@@ -192,14 +203,14 @@ impl Fs {
                     Some(v) == version.as_ref()
                         && !s.is_local()
                         && s.plain_handles == 0
-                        && s.passthrough.is_none_or(|(id, _)| id == p.id())
+                        && s.passthrough.as_ref().is_none_or(|(q, _)| q.id() == p.id())
                 })
                 .map(|(_, p)| p);
             if passthrough.is_none() {
                 // The kernel would refuse this open beside the passthrough handles.
                 s.check_passthrough(true)?;
             }
-            s.add_handle(passthrough.as_ref().map(|p| p.id()));
+            s.add_handle(passthrough.as_ref());
             if how.write {
                 s.writers += 1;
             }
@@ -245,7 +256,7 @@ impl Fs {
     /// pinned, with the version it holds: a read-only open of an object every block of
     /// which is cached, while the inode has no handle served by this process (the
     /// kernel allows no mix) and passthrough was negotiated at mount.
-    async fn pin_cached(&self, file: &FileRef, how: OpenMode) -> Option<(Version, crate::data::Pinned)> {
+    async fn pin_cached(&self, file: &FileRef, how: OpenMode) -> Option<(Version, Arc<crate::data::Pinned>)> {
         let cache = self.opts.data_cache.clone()?;
         if !how.read || how.write || !self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
@@ -256,11 +267,17 @@ impl Fs {
                 return None;
             }
             let b = s.base.as_ref()?;
+            let v = (b.key.clone(), b.etag.clone(), b.size);
+            // The file the kernel already reads for this inode, while it is still the
+            // version (after a rename too: the cache knows it under the old key).
+            if let Some((p, _)) = &s.passthrough {
+                return (Some(p.version().0) == b.etag.as_deref() && p.version().1 == b.size).then(|| (v, p.clone()));
+            }
             (b.key.clone(), b.etag.clone()?, b.size)
         };
         let v = (key.clone(), Some(etag.clone()), size);
         let pin = tokio::task::spawn_blocking(move || cache.open_whole(&key, &etag, size)).await.ok()??;
-        Some((v, pin))
+        Some((v, Arc::new(pin)))
     }
 
     /// The cached file of passthrough handle `fh` (a descriptor of its own) and the id
@@ -273,10 +290,13 @@ impl Fs {
         Some((pin.id(), pin.file().try_clone().ok()?))
     }
 
-    /// The kernel refused to read `fh` itself (the adapter could not register its file):
-    /// its reads come to this process after all, and passthrough is off for the mount.
-    pub async fn passthrough_refused(&self, fh: u64) {
-        self.passthrough.store(false, std::sync::atomic::Ordering::Relaxed);
+    /// The adapter answered `fh` without passthrough after all (it could not register
+    /// the file with the kernel, or not get a descriptor of it): its reads come to this
+    /// process. `disable`: the kernel refused, so passthrough is off for the mount.
+    pub async fn passthrough_refused(&self, fh: u64, disable: bool) {
+        if disable {
+            self.passthrough.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         let Ok(h) = self.handle(fh) else { return };
         let mut h = h.lock().await;
         let Handle::File(f) = &mut h.handle else { return };

@@ -26,7 +26,7 @@ pub struct FileHandle {
     pub reader: Option<Box<Prefetcher>>,
     /// The cached file the kernel reads for this handle (FUSE passthrough), pinned in
     /// the data cache while the handle is open; `None`: reads come to this process.
-    pub passthrough: Option<crate::data::Pinned>,
+    pub passthrough: Option<std::sync::Arc<crate::data::Pinned>>,
 }
 
 pub enum Handle {

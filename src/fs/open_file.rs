@@ -15,7 +15,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{ObjectMeta, UserMeta};
-use crate::data::{Staged, Upload};
+use crate::data::{Pinned, Staged, Upload};
 
 pub struct OpenFile {
     /// The object key the file is uploaded to (follows renames).
@@ -52,7 +52,7 @@ pub struct OpenFile {
     /// Handles the kernel reads from a cached file itself (FUSE passthrough): the cache
     /// entry's id and their number. The kernel refuses any other open of the inode
     /// while they are open, and wants the same backing file for all of them.
-    pub passthrough: Option<(u64, u32)>,
+    pub passthrough: Option<(Arc<Pinned>, u32)>,
     /// Handles served by this process (every handle not in `passthrough`).
     pub plain_handles: u32,
     /// Bumped when the base is replaced by another client's version: handles opened
@@ -91,25 +91,27 @@ impl OpenFile {
     /// now (it wants every open of the inode on the one backing file): ETXTBSY for a
     /// writer, checked before the open changes anything.
     pub fn check_passthrough(&self, write: bool) -> super::FsResult<()> {
-        match (write, self.passthrough) {
+        match (write, &self.passthrough) {
             (true, Some(_)) => Err(super::FsError::TextBusy),
             _ => Ok(()),
         }
     }
 
-    /// Counts a new handle: `pin` is the cache entry of a passthrough handle.
-    pub fn add_handle(&mut self, pin: Option<u64>) {
-        match pin {
-            Some(id) => self.passthrough = Some((id, self.passthrough.map_or(0, |(_, n)| n) + 1)),
-            None => self.plain_handles += 1,
+    /// Counts a new handle: `pin` is the cached file of a passthrough handle (the one
+    /// already shared, if any: the kernel wants one backing file per inode).
+    pub fn add_handle(&mut self, pin: Option<&Arc<Pinned>>) {
+        match (pin, &mut self.passthrough) {
+            (Some(_), Some((_, n))) => *n += 1,
+            (Some(p), None) => self.passthrough = Some((p.clone(), 1)),
+            (None, _) => self.plain_handles += 1,
         }
     }
 
     /// Uncounts a handle (`passthrough`: it was one).
     pub fn remove_handle(&mut self, passthrough: bool) {
-        match (passthrough, self.passthrough) {
+        match (passthrough, &mut self.passthrough) {
             (true, Some((_, 1))) => self.passthrough = None,
-            (true, Some((id, n))) => self.passthrough = Some((id, n - 1)),
+            (true, Some((_, n))) => *n -= 1,
             _ => self.plain_handles = self.plain_handles.saturating_sub(1),
         }
     }

@@ -42,8 +42,9 @@ impl Fs {
                 let user = self.upload_meta(ino, s.headers.as_ref());
                 let mut up = self.uploader.start(s.key.clone(), user);
                 // The local copy also feeds the data cache after the upload.
-                if self.write_condition(&s) != Condition::Always || self.opts.data_cache.is_some() {
-                    match self.staging.spool() {
+                let safety = self.write_condition(&s) != Condition::Always;
+                if safety || self.opts.data_cache.is_some() {
+                    match self.staging.spool(safety) {
                         Ok(f) => up.spool_to(f),
                         Err(e) => tracing::warn!(key = %s.key, error = %e, "no local copy of this upload"),
                     }
@@ -282,7 +283,10 @@ impl Fs {
         upload: Option<&mut crate::data::Upload>,
         m: &crate::backend::ObjectMeta,
     ) {
-        let (Some(cache), Some(etag)) = (self.opts.data_cache.clone(), m.etag.clone()) else { return };
+        let Some(cache) = self.opts.data_cache.clone() else { return };
+        // The old content's blocks go even when the new version's ETag is the same.
+        cache.forget(&m.key);
+        let Some(etag) = m.etag.clone() else { return };
         let (key, size) = (m.key.clone(), m.size);
         if let Some(staged) = &s.staged {
             let Some((file, ranges)) = staged.filled_copy() else { return };

@@ -166,13 +166,14 @@ impl CacheFile {
         if header.format != FORMAT || header.block == 0 {
             return Err(invalid("another format"));
         }
-        let blocks = header.blocks() as usize;
-        let mut rest = vec![0u8; (SEAL_LEN + SLOT_LEN * blocks as u64) as usize];
-        meta.read_exact_at(&mut rest, HEADER_LEN)?;
         let data = OpenOptions::new().read(true).write(true).open(&data_path)?;
-        if data.metadata()?.len() != header.size {
-            return Err(invalid("data file of another size"));
+        let slots_len = SEAL_LEN + SLOT_LEN * header.blocks() as u64;
+        // Checked before anything is allocated from the header's numbers.
+        if data.metadata()?.len() != header.size || meta.metadata()?.len() < HEADER_LEN + slots_len {
+            return Err(invalid("files of another size than the header says"));
         }
+        let mut rest = vec![0u8; slots_len as usize];
+        meta.read_exact_at(&mut rest, HEADER_LEN)?;
         let seal = Seal::decode(&rest[..SEAL_LEN as usize]);
         let slots = rest[SEAL_LEN as usize..]
             .chunks_exact(SLOT_LEN as usize)

@@ -1,6 +1,8 @@
 use super::*;
 use std::os::unix::fs::FileExt;
 
+const MIB: u64 = super::MIB;
+
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u64 * 31 + seed as u64) as u8).collect()
 }
@@ -35,7 +37,7 @@ fn cached_bytes_come_back_identical_after_a_restart_and_never_for_another_versio
     let (_c, s) = open(dir.path(), 1 << 30);
     let got = s.read("k", "e1", size, 0, size).expect("rebuilt from the directory");
     assert_eq!(&got[..], &body[..]);
-    assert!(s.open_whole("k", "e1", size).is_some(), "complete and sealed");
+    assert!(s.open_whole("k", "e1", size).is_some(), "complete");
     // Another version of the key: a miss, and the old blocks are gone.
     assert!(s.read("k", "e2", size, 0, 10).is_none());
     assert!(s.read("k", "e1", size, 0, 10).is_none(), "the old version was dropped");
@@ -120,4 +122,39 @@ fn one_directory_serves_one_process() {
     // second process would.
     let err = DataCache::open(dir.path(), DiskBudget::new(1 << 30)).unwrap_err();
     assert!(err.contains("in use by another rstore-mount process") && err.contains("pid"), "{err}");
+}
+
+#[test]
+fn forget_drops_a_key_so_a_rewrite_under_an_equal_etag_never_meets_the_old_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, s) = open(dir.path(), 1 << 30);
+    let (v1, v2) = (data(MIB as usize + 10, 1), data(MIB as usize + 10, 2));
+    s.write("k", "same", v1.len() as u64, 0, &v1);
+    s.forget("k");
+    assert!(s.read("k", "same", v1.len() as u64, 0, 10).is_none());
+    s.write("k", "same", v2.len() as u64, 0, &v2);
+    assert_eq!(&s.read("k", "same", v2.len() as u64, 0, v2.len() as u64).unwrap()[..], &v2[..]);
+}
+
+#[test]
+fn an_entry_left_without_blocks_gives_its_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for an index file but not for a block.
+    let (c, s) = open(dir.path(), 64 * 1024);
+    s.write("k", "e", 2 * MIB, 0, &data(2 * MIB as usize, 3));
+    assert_eq!((c.disk_used(), du(dir.path())), (0, 0), "nothing cached, nothing charged");
+    drop((c, s));
+    // An index file with no block (a crash before the first block landed) is dropped at start.
+    let stem = dir.path().join("objects").join(stem_of("s3://b at here, root ''", "k"));
+    let header = Header {
+        format: file::FORMAT,
+        identity: "s3://b at here, root ''".into(),
+        key: "k".into(),
+        etag: "e".into(),
+        size: 10,
+        block: BLOCK,
+    };
+    CacheFile::create(&stem, header).unwrap();
+    let (c, _s) = open(dir.path(), 1 << 30);
+    assert_eq!((c.disk_used(), du(dir.path())), (0, 0));
 }
