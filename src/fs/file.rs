@@ -13,6 +13,13 @@ use crate::backend::{BackendError, ObjectMeta};
 use crate::data::Prefetcher;
 use std::sync::Arc;
 
+/// How much of a cached file (bytes from its start) the kernel is asked to read into its
+/// page cache when a passthrough handle opens it: programs that open a cached file
+/// mostly read it whole (datasets, media), and one readahead stream is slower than the
+/// disk (see `Pinned::read_ahead`). Bounded, so that opening a huge file to read its
+/// header costs at most this much local disk reading.
+const PASSTHROUGH_READ_AHEAD: u64 = 1 << 30;
+
 /// An object version: key, ETag, size.
 type Version = (String, Option<String>, u64);
 
@@ -276,8 +283,11 @@ impl Fs {
             (b.key.clone(), b.etag.clone()?, b.size)
         };
         let v = (key.clone(), Some(etag.clone()), size);
-        let pin = tokio::task::spawn_blocking(move || cache.open_whole(&key, &etag, size)).await.ok()??;
-        Some((v, Arc::new(pin)))
+        let pin = Arc::new(tokio::task::spawn_blocking(move || cache.open_whole(&key, &etag, size)).await.ok()??);
+        // The first opener of a cached file starts reading it from disk at full depth.
+        let ahead = pin.clone();
+        tokio::task::spawn_blocking(move || ahead.read_ahead(PASSTHROUGH_READ_AHEAD));
+        Some((v, pin))
     }
 
     /// The cached file of passthrough handle `fh` (a descriptor of its own) and the id
