@@ -70,6 +70,8 @@ impl Backings {
         };
         entry.1 += 1;
         self.by_handle.lock().unwrap().insert(fh, (ino, id));
+        // Counted before the answer: a program's open returns as soon as it is sent.
+        crate::metrics::get().data_cache.passthrough_opens.inc();
         reply.opened_passthrough(FileHandle(fh), flags, &entry.0);
         Ok(())
     }
@@ -417,8 +419,6 @@ impl Filesystem for FuseAdapter {
                 tracing::warn!(error = %e, "the kernel refused a passthrough file (needs root); cached files are served by this process");
                 fs.passthrough_refused(o.fh, true).await;
                 reply.opened(FileHandle(o.fh), fopen_flags(&o));
-            } else {
-                crate::metrics::get().data_cache.passthrough_opens.inc();
             }
         });
     }
