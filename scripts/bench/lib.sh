@@ -42,6 +42,7 @@ install_tools() {
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   command -v fio >/dev/null || missing+=(fio)
   [ -x /usr/bin/time ] || missing+=(time)
+  command -v bc >/dev/null || missing+=(bc)
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi

@@ -438,10 +438,11 @@ impl Pinned {
     }
 
     /// Asks the kernel to read the first `len` bytes of the cached file into its page
-    /// cache now, in the background (POSIX_FADV_WILLNEED): a passthrough reader then
-    /// finds them there instead of waiting on one readahead stream. Measured on a
-    /// virtio disk: 1 GiB in 0.65 s this way, 1.07 s by `dd` alone. Blocking (the call
-    /// allocates the pages and queues the reads).
+    /// cache now, in the background (POSIX_FADV_WILLNEED, from 8 threads over 8 slices:
+    /// one call queues its reads one after another): a passthrough reader then finds
+    /// them there instead of waiting on one readahead stream. Measured by hand on this
+    /// project's 2-core virtio machine, 1 GiB then read by `dd`: 1.08 s by `dd` alone,
+    /// 1.32 s after one WILLNEED call, 0.73 s after eight. Blocking.
     pub fn read_ahead(&self, len: u64) {
         use std::os::fd::AsRawFd;
         let len = len.min(self.file.header.size);
@@ -451,8 +452,17 @@ impl Pinned {
         if len == 0 || [0, len / 2, len - 1].iter().all(|at| resident(fd, *at)) {
             return;
         }
-        // SAFETY: fadvise on a descriptor this file owns; no memory is passed.
-        unsafe { libc::posix_fadvise(fd, 0, len as libc::off_t, libc::POSIX_FADV_WILLNEED) };
+        const SLICES: u64 = 8;
+        let slice = len.div_ceil(SLICES).div_ceil(BLOCK) * BLOCK;
+        std::thread::scope(|scope| {
+            for at in (0..len).step_by(slice as usize) {
+                let n = slice.min(len - at);
+                // SAFETY: fadvise on a descriptor this file owns; no memory is passed.
+                scope.spawn(move || unsafe {
+                    libc::posix_fadvise(fd, at as libc::off_t, n as libc::off_t, libc::POSIX_FADV_WILLNEED)
+                });
+            }
+        });
     }
 
     /// The version cached: (ETag, size in bytes).

@@ -268,14 +268,6 @@ impl Fs {
         if !how.read || how.write || !self.passthrough.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
-        // The kernel still holds this version's pages from an earlier open on this
-        // mount (FOPEN_KEEP_CACHE applies): reading them is as fast as a local file,
-        // where a passthrough open would first make the kernel drop them.
-        let kept =
-            self.inodes.lock().unwrap().get(file.ino()).is_some_and(|i| i.etag.is_some() && i.etag == i.cached_etag);
-        if kept {
-            return None;
-        }
         let (key, etag, size) = {
             let s = file.lock().await;
             if s.is_local() || s.plain_handles > 0 {
