@@ -66,6 +66,23 @@ impl Entry {
     fn complete(&self) -> bool {
         self.present as usize == self.blocks.len()
     }
+
+    /// Frees present block `i` (a hole; its slot cleared, the seal gone); returns the
+    /// bytes it was charged, for the caller to give back to the disk budget.
+    fn clear(&mut self, i: u32) -> u64 {
+        if self.seal.take().is_some() {
+            let _ = self.file.unseal();
+        }
+        if let Err(err) = self.file.clear_block(i) {
+            tracing::warn!(error = %err, "cannot free a cached block");
+        }
+        let (s, end) = self.file.header.block_range(i);
+        let bytes = on_disk(end - s);
+        self.blocks[i as usize] = Block::Absent;
+        self.present -= 1;
+        self.charged -= bytes;
+        bytes
+    }
 }
 
 #[derive(Default)]
@@ -247,17 +264,7 @@ impl DataCache {
             if e.blocks[i as usize] == Block::Absent || e.blocks[i as usize] == Block::Writing {
                 continue;
             }
-            if e.seal.take().is_some() {
-                let _ = e.file.unseal();
-            }
-            if let Err(err) = e.file.clear_block(i) {
-                tracing::warn!(error = %err, "cannot free a cached block");
-            }
-            let (s, end) = e.file.header.block_range(i);
-            let bytes = on_disk(end - s);
-            e.blocks[i as usize] = Block::Absent;
-            e.present -= 1;
-            e.charged -= bytes;
+            let bytes = e.clear(i);
             self.0.disk.release(bytes);
             metrics().evictions.inc();
             let mut freed = bytes;
@@ -628,15 +635,7 @@ impl StoreCache {
         if !matches!(e.blocks[i as usize], Block::Present(_)) || e.pins > 0 {
             return;
         }
-        if e.seal.take().is_some() {
-            let _ = e.file.unseal();
-        }
-        let _ = e.file.clear_block(i);
-        let (s, end) = e.file.header.block_range(i);
-        let bytes = on_disk(end - s);
-        e.blocks[i as usize] = Block::Absent;
-        e.present -= 1;
-        e.charged -= bytes;
+        let bytes = e.clear(i);
         c.0.disk.release(bytes);
         st.lru.as_mut().expect("set").pop(&(id, i));
         c.drop_if_empty(&mut st, id);
