@@ -261,14 +261,9 @@ fn start(req: &MountRequest) -> Result<(tokio::runtime::Runtime, Vec<Live>), Fai
             ..req.opts.clone()
         };
         let config = fuse_config(&t.store.name, &opts, &req.settings);
+        let passthrough = opts.data_cache.is_some() && req.settings.passthrough;
         let fs = Arc::new(Fs::sharing(store, opts, budget.clone(), staging.clone()));
-        let adapter = FuseAdapter::new(
-            fs.clone(),
-            rt.handle().clone(),
-            ttl,
-            req.settings.drain_timeout,
-            data_cache.is_some() && req.settings.passthrough,
-        );
+        let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone(), ttl, req.settings.drain_timeout, passthrough);
         // Resolved before mounting: afterwards a stat of it would wait on this very session.
         let resolved = std::fs::canonicalize(&t.mountpoint).unwrap_or_else(|_| t.mountpoint.clone());
         // On failure the mounts made so far are dropped, which unmounts them: all or nothing.

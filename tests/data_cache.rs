@@ -86,7 +86,8 @@ fn counter(text: &str, name: &str) -> f64 {
 
 /// What `cat` of `path` reads, as a sha256 (a real program reading the file).
 fn cat_sha(path: &Path) -> String {
-    let (code, out, err) = common::sh(&format!("cat '{}' | sha256sum", path.display()));
+    // pipefail: a cat that fails (EIO, ETXTBSY) fails the test, not hashes nothing.
+    let (code, out, err) = common::sh(&format!("set -o pipefail; cat '{}' | sha256sum", path.display()));
     assert_eq!(code, 0, "{err}");
     out.split_whitespace().next().unwrap().to_string()
 }
@@ -190,7 +191,11 @@ fn an_object_changed_by_another_client_is_never_served_from_the_cache_after_the_
     assert_eq!(opens, 1.0, "the reader is passthrough");
     fs::rename(m.join("f.bin"), m.join("g.bin")).unwrap();
     assert_eq!(cat_sha(&m.join("g.bin")), common::sha256(&v2));
+    // Closed, then at once opened for writing: the open waits for the release the kernel
+    // sends after close(2) returns, instead of failing with ETXTBSY.
     drop(reader);
+    let mut w = fs::OpenOptions::new().append(true).open(m.join("g.bin")).unwrap();
+    std::io::Write::write_all(&mut w, b"more").unwrap();
 }
 
 #[test]

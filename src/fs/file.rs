@@ -20,6 +20,11 @@ use std::sync::Arc;
 /// header costs at most this much local disk reading.
 const PASSTHROUGH_READ_AHEAD: u64 = 1 << 30;
 
+/// How long an open that conflicts with passthrough handles waits for them to be
+/// released before it fails with ETXTBSY: long enough for the release of a handle just
+/// closed (a task away), short enough not to stall a program beside a real reader.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// An object version: key, ETag, size.
 type Version = (String, Option<String>, u64);
 
@@ -145,8 +150,40 @@ impl Fs {
         self.open_with(ino, how, pid, true).await
     }
 
-    /// `open`; `passthrough`: the answer may hand the kernel a cached file to read.
+    /// `open`; `passthrough`: the answer may hand the kernel a cached file to read. An
+    /// open the kernel could not serve beside passthrough handles (ETXTBSY) is tried
+    /// again once they are released: the kernel tells us of a close only after
+    /// close(2) has returned, so a program that closes a file and opens it for writing
+    /// at once would otherwise meet its own reader.
     async fn open_with(&self, ino: u64, how: OpenMode, pid: u32, passthrough: bool) -> FsResult<Opened> {
+        match self.open_once(ino, how, pid, passthrough).await {
+            Err(FsError::TextBusy) if self.passthrough_released(ino).await => {
+                self.open_once(ino, how, pid, passthrough).await
+            }
+            r => r,
+        }
+    }
+
+    /// Waits up to [`RELEASE_WAIT`] for the passthrough handles of `ino` to be released;
+    /// true when they were.
+    async fn passthrough_released(&self, ino: u64) -> bool {
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        loop {
+            let open = match self.files.get(ino) {
+                Some(f) => f.lock().await.passthrough.is_some(),
+                None => false,
+            };
+            if !open {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn open_once(&self, ino: u64, how: OpenMode, pid: u32, passthrough: bool) -> FsResult<Opened> {
         let i = self.inode(ino)?;
         if i.kind == Kind::Dir {
             return Err(FsError::IsDir);
