@@ -85,13 +85,12 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
 struct State {
     entries: HashMap<u64, Entry>,
     /// (store identity, key) → entry id.
     by_key: HashMap<(Arc<str>, String), u64>,
     /// Present blocks, least recently used first: (entry id, block).
-    lru: Option<LruCache<(u64, u32), ()>>,
+    lru: LruCache<(u64, u32), ()>,
     next_id: u64,
 }
 
@@ -134,7 +133,12 @@ impl DataCache {
         let cache = Self(Arc::new(Inner {
             dir: objects,
             disk: disk.clone(),
-            state: Mutex::new(State { lru: Some(LruCache::unbounded()), ..State::default() }),
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                by_key: HashMap::new(),
+                lru: LruCache::unbounded(),
+                next_id: 0,
+            }),
             writes: Arc::new(tokio::sync::Semaphore::new(MAX_WRITES)),
             _lock: lock,
         }));
@@ -212,7 +216,7 @@ impl DataCache {
             let id = st.next_id;
             st.next_id += 1;
             let complete = present as usize == blocks.len();
-            let lru = st.lru.as_mut().expect("set");
+            let lru = &mut st.lru;
             for (i, _) in blocks.iter().enumerate().filter(|(_, b)| matches!(b, Block::Present(_))) {
                 lru.push((id, i as u32), ());
             }
@@ -255,7 +259,7 @@ impl DataCache {
     fn evict_one(&self, st: &mut State) -> u64 {
         let mut skipped = Vec::new();
         let freed = loop {
-            let Some(((id, i), ())) = st.lru.as_mut().expect("set").pop_lru() else { break 0 };
+            let Some(((id, i), ())) = st.lru.pop_lru() else { break 0 };
             let Some(e) = st.entries.get_mut(&id) else { continue };
             if e.pins > 0 {
                 skipped.push((id, i));
@@ -273,7 +277,7 @@ impl DataCache {
             }
             break freed;
         };
-        let lru = st.lru.as_mut().expect("set");
+        let lru = &mut st.lru;
         for k in skipped {
             lru.push(k, ());
         }
@@ -514,7 +518,7 @@ impl StoreCache {
                 return None;
             };
             let file = e.file.clone();
-            let lru = st.lru.as_mut().expect("set");
+            let lru = &mut st.lru;
             for i in first..=last {
                 lru.promote(&(id, i));
             }
@@ -596,7 +600,7 @@ impl StoreCache {
                     e.present += 1;
                     metrics().stored_bytes.inc_by(bytes);
                     let file = e.complete().then(|| e.file.clone());
-                    st.lru.as_mut().expect("set").push((id, i), ());
+                    st.lru.push((id, i), ());
                     file
                 }
                 Err(err) => {
@@ -637,7 +641,7 @@ impl StoreCache {
         }
         let bytes = e.clear(i);
         c.0.disk.release(bytes);
-        st.lru.as_mut().expect("set").pop(&(id, i));
+        st.lru.pop(&(id, i));
         c.drop_if_empty(&mut st, id);
     }
 
@@ -691,7 +695,7 @@ impl StoreCache {
         let mut st = c.0.state.lock().unwrap();
         let e = st.entries.get_mut(&id).filter(|e| e.complete())?;
         e.pins += 1;
-        let lru = st.lru.as_mut().expect("set");
+        let lru = &mut st.lru;
         for i in 0..crcs.len() as u32 {
             lru.promote(&(id, i));
         }
